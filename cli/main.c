@@ -1,0 +1,13 @@
+/* aep: the single binary. "aep master" runs a master peer; every other verb
+ * is the CLI (or "aep up", which starts a local cluster). */
+#include "cli/cli.h"
+#include "master/master.h"
+
+#include <string.h>
+
+int main(int argc, char **argv)
+{
+	if (argc >= 2 && strcmp(argv[1], "master") == 0)
+		return aep_master_main(argc - 1, argv + 1);
+	return aep_cli_main(argc, argv);
+}

@@ -1,0 +1,63 @@
+/* The project's error codes and messages. */
+#include "lib/lib.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *const codes[] = {
+#define AEP__ERR_STR(name, str) str,
+	AEP_ERRORS(AEP__ERR_STR)
+#undef AEP__ERR_STR
+};
+
+const char *aep_err_code(int err)
+{
+	if (err < 0 || err >= AEP_E__COUNT)
+		return "Internal";
+	return codes[err];
+}
+
+int aep_err_from_code(const char *code, size_t len)
+{
+	for (int i = 0; i < AEP_E__COUNT; i++) {
+		if (strlen(codes[i]) == len && memcmp(codes[i], code, len) == 0)
+			return i;
+	}
+	return AEP_EINTERNAL;
+}
+
+int aep_errorf(struct aep_error *e, int code, const char *fmt, ...)
+{
+	if (e == NULL)
+		return code;
+	va_list ap;
+	va_start(ap, fmt);
+	e->code = code;
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+int aep_error_prefix(struct aep_error *e, const char *fmt, ...)
+{
+	if (e == NULL)
+		return AEP_EINTERNAL;
+	char prefix[AEP_ERRMSG_MAX];
+	char old[AEP_ERRMSG_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(prefix, sizeof(prefix), fmt, ap);
+	va_end(ap);
+	memcpy(old, e->msg, sizeof(old));
+	/* Truncation is acceptable: the message is for people. */
+	int n = snprintf(e->msg, sizeof(e->msg), "%s: ", prefix);
+	if (n >= 0 && (size_t)n < sizeof(e->msg))
+		snprintf(e->msg + n, sizeof(e->msg) - (size_t)n, "%s", old);
+	return e->code;
+}
+
+void aep_error_clear(struct aep_error *e)
+{
+	e->code = 0;
+	e->msg[0] = '\0';
+}

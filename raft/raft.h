@@ -1,0 +1,91 @@
+/* raft: AEP's replication, canonical libraft 0.15 on libuv.
+ *
+ * One aep_raft per master process: libraft's libuv I/O (segments and
+ * snapshots under DIR/raft) and TCP transport, an FSM adapter that applies
+ * committed entries to the state/ store, and group commit: commands
+ * submitted while entries are in flight are packed together into the next
+ * entry (one Raft entry carries up to AEP_BATCH_MAX commands), with a small
+ * number of entries in flight at once.
+ *
+ * Happy path: aep_raft_submit() on the leader → queued → packed into an
+ * entry → raft_apply → committed by a majority → applied to the store on
+ * every peer → the submit callback gets the command's result.
+ * Failure modes: not the leader → AEP_ENOTLEADER at once; leadership lost
+ * while the entry is in flight → AEP_EUNAVAILABLE ("outcome unknown");
+ * closing → AEP_ECANCELED. Each callback fires exactly once. */
+#ifndef AEP_RAFT_H
+#define AEP_RAFT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "lib/lib.h"
+#include "state/state.h"
+
+struct aep_raft;
+
+struct aep_raft_peer {
+	const char *name;      /* "m1" */
+	const char *peer_addr; /* "127.0.0.1:7101": Raft traffic */
+};
+
+struct aep_raft_config {
+	const char *name;                 /* this peer, one of @peers */
+	const char *dir;                  /* data directory (raft/ inside) */
+	const struct aep_raft_peer *peers;/* the initial cluster; ids = position + 1 */
+	unsigned npeers;
+	struct aep_store *store;          /* applied to; owned by the caller */
+	unsigned snapshot_threshold;      /* 0: 8192 entries */
+	unsigned snapshot_trailing;       /* 0: 2048 entries */
+	unsigned election_timeout_ms;     /* 0: 1000 */
+	unsigned heartbeat_timeout_ms;    /* 0: 100 */
+	unsigned max_inflight;            /* entries in flight at once; 0: 4 */
+	/* Called on the loop whenever this peer gains or loses leadership. */
+	void (*on_leadership)(void *data, bool leader);
+	/* Called after each applied entry (after the store changed). */
+	void (*on_applied)(void *data, uint64_t index);
+	void *data;
+};
+
+/* Start the peer: bootstrap the initial configuration when the directory is
+ * new, otherwise restart from disk (snapshot plus log). */
+int aep_raft_start(uv_loop_t *loop, const struct aep_raft_config *cfg, struct aep_raft **out,
+		   struct aep_error *e);
+
+/* The result is borrowed for the duration of the callback (ref the object
+ * to keep it). */
+typedef void (*aep_raft_submit_cb)(void *data, const struct aep_result *res);
+
+/* Queue @cmd for the next entry (copied). Leader only. */
+int aep_raft_submit(struct aep_raft *r, const struct aep_cmd *cmd, aep_raft_submit_cb cb,
+		    void *data);
+
+/* Linearizable-read barrier: @cb(data, 0) once every entry committed before
+ * the call has been applied locally and this peer was still leader. */
+int aep_raft_barrier(struct aep_raft *r, void (*cb)(void *data, int code), void *data);
+
+/* Ask libraft to hand leadership to @name (NULL: the most up-to-date
+ * follower). */
+int aep_raft_transfer(struct aep_raft *r, const char *name, struct aep_error *e);
+
+struct aep_raft_status {
+	bool leader;
+	const char *leader_name; /* NULL when unknown */
+	uint64_t term;
+	uint64_t commit_index;
+	uint64_t applied_index;
+	uint64_t last_index;
+	uint64_t entries_applied;   /* since start */
+	uint64_t commands_applied;  /* since start */
+	uint64_t snapshots_taken;
+	uint64_t snapshots_installed;
+};
+void aep_raft_status(const struct aep_raft *r, struct aep_raft_status *out);
+const char *aep_raft_name(const struct aep_raft *r);
+
+/* Stop: fail queued submits with AEP_ECANCELED, close libraft, then @cb. */
+void aep_raft_close(struct aep_raft *r, void (*cb)(void *data), void *data);
+
+#endif /* AEP_RAFT_H */
