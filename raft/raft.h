@@ -50,7 +50,12 @@ struct aep_raft_config {
 };
 
 /* Start the peer: bootstrap the initial configuration when the directory is
- * new, otherwise restart from disk (snapshot plus log). */
+ * new, otherwise restart from disk (snapshot plus log). Ignores SIGPIPE for
+ * the whole process. On failure *@out is untouched and @e says why; if
+ * libraft had already been initialised, its close finishes on @loop, so run
+ * the loop before closing it. Once started, the peer reports
+ * on_leadership(true) only after a barrier of its term has been applied,
+ * i.e. when its store holds every committed entry. */
 int aep_raft_start(uv_loop_t *loop, const struct aep_raft_config *cfg, struct aep_raft **out,
 		   struct aep_error *e);
 
@@ -58,12 +63,18 @@ int aep_raft_start(uv_loop_t *loop, const struct aep_raft_config *cfg, struct ae
  * to keep it). */
 typedef void (*aep_raft_submit_cb)(void *data, const struct aep_result *res);
 
-/* Queue @cmd for the next entry (copied). Leader only. */
+/* Queue @cmd for the next entry (copied). Leader only. Returns 0 and @cb
+ * fires exactly once later (never from inside this call), or returns
+ * AEP_ENOTLEADER, AEP_ECANCELED (closing), AEP_EUNAVAILABLE (this peer's
+ * store failed), AEP_EINVALID (bad command) or AEP_ENOMEM, and @cb never
+ * fires. */
 int aep_raft_submit(struct aep_raft *r, const struct aep_cmd *cmd, aep_raft_submit_cb cb,
 		    void *data);
 
 /* Linearizable-read barrier: @cb(data, 0) once every entry committed before
- * the call has been applied locally and this peer was still leader. */
+ * the call has been applied locally and this peer was still leader.
+ * Otherwise @cb gets AEP_EUNAVAILABLE (leadership lost) or AEP_ECANCELED.
+ * Returns non-zero (AEP_ENOTLEADER, ...) without calling @cb. */
 int aep_raft_barrier(struct aep_raft *r, void (*cb)(void *data, int code), void *data);
 
 /* Ask libraft to hand leadership to @name (NULL: the most up-to-date
@@ -85,7 +96,9 @@ struct aep_raft_status {
 void aep_raft_status(const struct aep_raft *r, struct aep_raft_status *out);
 const char *aep_raft_name(const struct aep_raft *r);
 
-/* Stop: fail queued submits with AEP_ECANCELED, close libraft, then @cb. */
+/* Stop: fail queued submits with AEP_ECANCELED, close libraft (entries in
+ * flight get AEP_ECANCELED too: their outcome is unknown), then @cb (may be
+ * NULL), after which @r is gone. A second call does nothing. */
 void aep_raft_close(struct aep_raft *r, void (*cb)(void *data), void *data);
 
 #endif /* AEP_RAFT_H */

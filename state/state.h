@@ -113,6 +113,9 @@ int aep_object_decode(const char *data, size_t len, struct aep_object **out,
 int aep_object_from_msgpack(const msgpack_object *o, struct aep_object **out,
 			    struct aep_error *e);
 
+/* Objects are one allocation (struct, labels, strings, encoding) and are
+ * freed when the last reference goes; they are not thread-safe. unref of
+ * NULL is a no-op. */
 struct aep_object *aep_object_ref(struct aep_object *o);
 void aep_object_unref(struct aep_object *o);
 
@@ -144,17 +147,32 @@ int aep_validate_label_value(const char *s, size_t len, struct aep_error *e);
 
 /* ---- label selectors ---------------------------------------------------- */
 
-/* Kubernetes syntax: "a=b,c!=d,e in (x,y),f notin (z),g,!h", also "a==b". */
+/* Kubernetes syntax: "a=b,c!=d,e in (x,y),f notin (z),g,!h", also "a==b";
+ * comma is AND, whitespace between tokens is ignored, keys and values must
+ * be valid label keys and values. "" (or only spaces) is the empty
+ * selector, which matches everything. "a!=b" and "a notin (...)" also match
+ * objects without label a. Returns 0 with *@out owned by the caller
+ * (aep_selector_free), AEP_EINVALID with the offset of the fault in @e, or
+ * AEP_ENOMEM. */
 struct aep_selector;
 int aep_selector_parse(const char *s, size_t len, struct aep_selector **out,
 		       struct aep_error *e);
-/* From a map of key -> value (an RC or Service selector): all must equal. */
+/* From a map of key -> value (an RC or Service selector): all must equal.
+ * NULL, nil or {} give the empty selector. Errors as aep_selector_parse. */
 int aep_selector_from_map(const msgpack_object *map, struct aep_selector **out,
 			  struct aep_error *e);
+/* @labels sorted by key (as in struct aep_meta). A NULL selector matches. */
 bool aep_selector_matches(const struct aep_selector *s, const struct aep_label *labels,
 			  size_t nlabels);
+/* True for NULL and for a selector without requirements. */
 bool aep_selector_empty(const struct aep_selector *s);
-void aep_selector_free(struct aep_selector *s);
+/* A label every object matching @s must carry: the first requirement that
+ * is "key=value", "key==value" or "key in (value)" with one value. Returns
+ * false when @s has none (or is NULL). The strings live as long as @s. The
+ * store's label index uses it to list by selector without a scan. */
+bool aep_selector_required_label(const struct aep_selector *s, const char **key,
+				 const char **value);
+void aep_selector_free(struct aep_selector *s); /* NULL is fine */
 
 /* ---- commands ----------------------------------------------------------- */
 
@@ -228,7 +246,14 @@ void aep_store_free(struct aep_store *s);
 /* Apply the Raft entry at @index. @results (may be NULL) receives one
  * result per command in the entry; *@nresults their count; the caller frees
  * them with aep_result_clear() and aep_free(). A malformed entry changes
- * nothing and returns AEP_EINVALID (a leader never writes one). */
+ * nothing and returns AEP_EINVALID (a leader never writes one); so does an
+ * @index not above the applied index. A refused command (NotFound, Conflict,
+ * ...) changes nothing and is only reported in its result. AEP_ENOMEM: the
+ * command that ran out changed nothing, the ones before it in the entry
+ * are applied, the rest are not, the applied index stays: the store is
+ * consistent but behind its peers and must be rebuilt from a snapshot and
+ * the log. On any error *@results is NULL. Watch callbacks run from here
+ * and must not apply or restore. */
 int aep_store_apply(struct aep_store *s, uint64_t index, const char *data, size_t len,
 		    struct aep_result **results, size_t *nresults);
 
@@ -284,7 +309,10 @@ struct aep_watch;
  * still in the log are replayed first, in order, before this returns; then
  * later events arrive as they are applied. If events after @from_rv have
  * already left the log, returns AEP_EEXPIRED and starts nothing. @from_rv =
- * 0 means "from now". */
+ * 0 means "from now". With a selector, a MODIFIED event that moves the
+ * object into it arrives as ADDED and one that moves it out as DELETED
+ * (Kubernetes semantics). @sel is freed by the store on failure too.
+ * Callbacks may unwatch any watch and start new ones. */
 int aep_store_watch(struct aep_store *s, enum aep_kind kind, const char *ns,
 		    struct aep_selector *sel, uint64_t from_rv, aep_watch_cb cb, void *data,
 		    struct aep_watch **out, struct aep_error *e);

@@ -1,0 +1,33 @@
+/* aep-bench: benchmarks that print figures (never timed assertions). */
+#ifndef AEP_BENCH_H
+#define AEP_BENCH_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "net/net.h"
+
+#define BENCH_MAX_MASTERS 9
+
+/* A throwaway cluster of `aep master` processes on 127.0.0.1 in a
+ * temporary directory, removed by bench_cluster_stop (also on failure). */
+struct bench_cluster {
+	char dir[256];
+	char aep[4096]; /* the aep binary */
+	unsigned n;
+	unsigned base; /* API ports base..base+n-1, Raft base+100.. */
+	pid_t pids[BENCH_MAX_MASTERS];
+	char leader_addr[64];
+	struct aep_tls *tls; /* admin client TLS */
+	int keep;
+};
+
+int bench_cluster_start(struct bench_cluster *c, unsigned n, unsigned base, const char *aep);
+void bench_cluster_stop(struct bench_cluster *c);
+
+int bench_store(int argc, char **argv);
+
+/* Latency samples → percentiles (sorts in place). */
+double bench_percentile(double *v, size_t n, double p);
+
+#endif /* AEP_BENCH_H */

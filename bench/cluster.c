@@ -1,0 +1,200 @@
+/* Start and stop a throwaway master cluster for a benchmark run. */
+#include "bench/bench.h"
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The cluster a signal must clean up: masters are killed and the temporary
+ * directory removed with async-signal-safe calls only. */
+static struct bench_cluster *running;
+
+static void on_signal(int sig)
+{
+	struct bench_cluster *c = running;
+	if (c != NULL) {
+		for (unsigned i = 0; i < c->n; i++) {
+			if (c->pids[i] > 0)
+				kill(c->pids[i], SIGKILL);
+		}
+		pid_t pid = fork();
+		if (pid == 0) {
+			execl("/bin/rm", "rm", "-rf", c->dir, (char *)NULL);
+			_exit(127);
+		}
+		if (pid > 0)
+			waitpid(pid, NULL, 0);
+	}
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static int status_of(struct bench_cluster *c, unsigned i, char *leader, size_t size)
+{
+	char addr[64];
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", c->base + i);
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct aep_rpc_client_config cfg = {.servers = addr, .tls = c->tls,
+					    .connect_timeout_ms = 500};
+	struct aep_rpc_client *cl = NULL;
+	struct aep_error e = {0};
+	int rv = 1;
+	if (aep_rpc_client_new(&loop, &cfg, &cl, &e) == 0) {
+		struct aep_buf res;
+		aep_buf_init(&res);
+		if (aep_rpc_call_sync(&loop, cl, "status", "\x80", 1, 1000, &res, &e) == 0) {
+			msgpack_zone z;
+			msgpack_object o;
+			msgpack_zone_init(&z, 1024);
+			if (aep_mp_unpack(res.data, res.len, &z, &o, &e) == 0) {
+				const msgpack_object *ln = aep_mp_map_get(&o, "leaderName");
+				if (ln != NULL && ln->type == MSGPACK_OBJECT_STR) {
+					snprintf(leader, size, "%.*s", (int)ln->via.str.size,
+						 ln->via.str.ptr);
+					rv = 0;
+				}
+			}
+			msgpack_zone_destroy(&z);
+		}
+		aep_buf_free(&res);
+		aep_rpc_client_close(cl, NULL, NULL);
+	}
+	uv_run(&loop, UV_RUN_DEFAULT);
+	uv_loop_close(&loop);
+	return rv;
+}
+
+int bench_cluster_start(struct bench_cluster *c, unsigned n, unsigned base, const char *aep)
+{
+	memset(c->pids, 0, sizeof(c->pids));
+	c->n = n;
+	running = c;
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	c->base = base;
+	snprintf(c->aep, sizeof(c->aep), "%s", aep);
+	snprintf(c->dir, sizeof(c->dir), "/tmp/aep-bench-XXXXXX");
+	if (mkdtemp(c->dir) == NULL) {
+		fprintf(stderr, "aep-bench: mkdtemp: %s\n", strerror(errno));
+		return 1;
+	}
+	struct aep_pki_master masters[BENCH_MAX_MASTERS];
+	char names[BENCH_MAX_MASTERS][16], addrs[BENCH_MAX_MASTERS][32], cluster[512] = "";
+	size_t off = 0;
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(names[i], sizeof(names[i]), "m%u", i + 1);
+		snprintf(addrs[i], sizeof(addrs[i]), "127.0.0.1:%u", base + i);
+		masters[i].name = names[i];
+		masters[i].addr = addrs[i];
+		off += (size_t)snprintf(cluster + off, sizeof(cluster) - off, "%sm%u=127.0.0.1:%u",
+					i ? "," : "", i + 1, base + 100 + i);
+	}
+	struct aep_error e = {0};
+	char ca[300], crt[300], key[300];
+	if (aep_pki_init(c->dir, masters, n, &e) != 0) {
+		fprintf(stderr, "aep-bench: certificates: %s\n", e.msg);
+		return 1;
+	}
+	snprintf(ca, sizeof(ca), "%s/pki/ca.crt", c->dir);
+	snprintf(crt, sizeof(crt), "%s/pki/admin.crt", c->dir);
+	snprintf(key, sizeof(key), "%s/pki/admin.key", c->dir);
+	if (aep_tls_client_new(ca, crt, key, &c->tls, &e) != 0) {
+		fprintf(stderr, "aep-bench: TLS: %s\n", e.msg);
+		return 1;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		pid_t pid = fork();
+		if (pid < 0)
+			return 1;
+		if (pid == 0) {
+			char dir[300], listen[32], peer[32], pki[300], log[300];
+			snprintf(dir, sizeof(dir), "%s/%s", c->dir, names[i]);
+			snprintf(listen, sizeof(listen), "127.0.0.1:%u", base + i);
+			snprintf(peer, sizeof(peer), "127.0.0.1:%u", base + 100 + i);
+			snprintf(pki, sizeof(pki), "%s/pki", c->dir);
+			snprintf(log, sizeof(log), "%s/%s.log", c->dir, names[i]);
+			int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+			if (fd >= 0) {
+				dup2(fd, 1);
+				dup2(fd, 2);
+				close(fd);
+			}
+			execl(c->aep, c->aep, "master", "--name", names[i], "--dir", dir, "--listen",
+			      listen, "--peer", peer, "--initial-cluster", cluster, "--pki", pki,
+			      (char *)NULL);
+			_exit(127);
+		}
+		c->pids[i] = pid;
+	}
+	char leader[32] = "";
+	time_t deadline = time(NULL) + 60;
+	while (time(NULL) < deadline) {
+		for (unsigned i = 0; i < n && leader[0] == '\0'; i++)
+			status_of(c, i, leader, sizeof(leader));
+		if (leader[0] != '\0')
+			break;
+		usleep(100 * 1000);
+	}
+	if (leader[0] == '\0') {
+		fprintf(stderr, "aep-bench: no leader elected; logs in %s\n", c->dir);
+		c->keep = 1;
+		return 1;
+	}
+	unsigned li = (unsigned)atoi(leader + 1) - 1;
+	snprintf(c->leader_addr, sizeof(c->leader_addr), "127.0.0.1:%u", base + li);
+	return 0;
+}
+
+void bench_cluster_stop(struct bench_cluster *c)
+{
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	running = NULL;
+	for (unsigned i = 0; i < c->n; i++) {
+		if (c->pids[i] > 0)
+			kill(c->pids[i], SIGTERM);
+	}
+	for (unsigned i = 0; i < c->n; i++) {
+		if (c->pids[i] <= 0)
+			continue;
+		int st;
+		for (int t = 0; t < 100 && waitpid(c->pids[i], &st, WNOHANG) == 0; t++)
+			usleep(100 * 1000);
+		if (waitpid(c->pids[i], &st, WNOHANG) == 0) {
+			kill(c->pids[i], SIGKILL);
+			waitpid(c->pids[i], &st, 0);
+		}
+		c->pids[i] = 0;
+	}
+	aep_tls_free(c->tls);
+	c->tls = NULL;
+	if (!c->keep && c->dir[0] != '\0') {
+		char cmd[400];
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", c->dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "aep-bench: could not remove %s\n", c->dir);
+	}
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+double bench_percentile(double *v, size_t n, double p)
+{
+	if (n == 0)
+		return 0;
+	qsort(v, n, sizeof(*v), cmp_double);
+	size_t i = (size_t)(p / 100.0 * (double)(n - 1) + 0.5);
+	return v[i < n ? i : n - 1];
+}

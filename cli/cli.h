@@ -1,0 +1,86 @@
+/* cli: the command-line client (kubectl/oc grammar) and local-cluster
+ * tooling. Speaks only RPC to the masters. Also home of what the CLI and
+ * `aep up` share: manifest loading (YAML/JSON via libyaml), printers
+ * (YAML via libyaml, JSON via jansson, tables), the client configuration
+ * file and certificate generation (OpenSSL) for `aep admin init`. */
+#ifndef AEP_CLI_H
+#define AEP_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include <msgpack.h>
+
+#include "lib/lib.h"
+
+/* Entry point for every verb but "master". */
+int aep_cli_main(int argc, char **argv);
+/* "aep up" (cli/up.c): argv[0] is "up". aep_cli_main hands "aep up ..."
+ * to it untouched (its flags are its own). */
+int aep_cli_up(int argc, char **argv);
+
+/* `aep up [--masters N] [--dir D] [--base-port P]` (cli/up.c): a local
+ * cluster on 127.0.0.1; argv[0] is "up". Runs until SIGINT/SIGTERM. */
+int aep_cli_up(int argc, char **argv);
+
+/* ---- manifests ---------------------------------------------------------- */
+
+#define AEP_MANIFEST_MAX (8u << 20) /* bytes of one manifest file */
+#define AEP_MANIFEST_DEPTH 64       /* nesting */
+#define AEP_MANIFEST_NODES 1000000  /* YAML nodes after alias expansion */
+
+/* The documents of a manifest, each encoded as one msgpack map. */
+struct aep_docs {
+	struct aep_buf *items;
+	size_t n;
+};
+
+/* Parse YAML (multi-document, "---") or JSON text. A document of kind
+ * "List" (or any with "items") is expanded into its items. Scalars keep
+ * YAML's types: quoted -> string, plain ints -> integers, true/false ->
+ * bool, null/~ -> nil, floats -> float. Bounded: size, depth, node count
+ * (alias bombs). Errors name the line: "line 7: ...". */
+int aep_manifest_parse(const char *text, size_t len, struct aep_docs *out,
+		       struct aep_error *e);
+/* Read FILE ("-" = stdin) and parse it. */
+int aep_manifest_load(const char *path, struct aep_docs *out, struct aep_error *e);
+void aep_docs_free(struct aep_docs *d);
+
+/* ---- printers ----------------------------------------------------------- */
+int aep_print_yaml(FILE *f, const msgpack_object *o);
+int aep_print_json(FILE *f, const msgpack_object *o);
+
+/* ---- client configuration ------------------------------------------------ */
+struct aep_cli_config {
+	char *servers; /* "127.0.0.1:7001,127.0.0.1:7002" */
+	char *ca;
+	char *cert;
+	char *key;
+};
+/* --config PATH, else $AEP_CONFIG, else ~/.aep/config. */
+int aep_cli_config_load(const char *path, struct aep_cli_config *out, struct aep_error *e);
+void aep_cli_config_free(struct aep_cli_config *c);
+
+/* ---- certificates ------------------------------------------------------- */
+
+/* One master for `aep admin init --masters m1=127.0.0.1:7001,...`. */
+struct aep_pki_master {
+	char *name;
+	char *addr; /* host:port of its API */
+};
+
+/* Create DIR/pki/ca.{crt,key}, DIR/pki/NAME.{crt,key} per master (subject
+ * alternative names: the master's host as IP or DNS, plus 127.0.0.1 and
+ * localhost), DIR/pki/admin.{crt,key} (CN=admin, O=system:masters) and
+ * DIR/admin.conf. Keys: ECDSA P-256. Refuses (AEP_EEXISTS) when
+ * DIR/pki/ca.crt exists. */
+int aep_pki_init(const char *dir, const struct aep_pki_master *masters, size_t n,
+		 struct aep_error *e);
+/* Issue a certificate signed by DIR/pki/ca.{crt,key} for @cn (with @org
+ * and subject alternative names @sans, comma separated, may be NULL),
+ * writing @crt_path and @key_path. */
+int aep_pki_issue(const char *dir, const char *cn, const char *org, const char *sans,
+		  const char *crt_path, const char *key_path, struct aep_error *e);
+
+#endif /* AEP_CLI_H */

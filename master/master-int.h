@@ -1,0 +1,126 @@
+/* Private to master/: one master process's parts and how they meet. */
+#ifndef AEP_MASTER_INT_H
+#define AEP_MASTER_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "net/net.h"
+#include "raft/raft.h"
+#include "state/state.h"
+
+/* Request latency histogram buckets (seconds), Prometheus style. */
+#define MASTER_BUCKETS(X) \
+	X(0.0005) X(0.001) X(0.0025) X(0.005) X(0.01) X(0.025) X(0.05) X(0.1) X(0.25) X(0.5) X(1) \
+	X(2.5) X(5)
+#define MASTER__BUCKET_COUNT(b) +1
+enum { MASTER_NBUCKETS = 0 MASTER_BUCKETS(MASTER__BUCKET_COUNT) };
+
+/* X(enum, "method", write?) — the API's methods (docs/API.md). */
+#define MASTER_METHODS(X)              \
+	X(CREATE, "create", true)      \
+	X(GET, "get", false)           \
+	X(LIST, "list", false)         \
+	X(UPDATE, "update", true)      \
+	X(DELETE, "delete", true)      \
+	X(WATCH, "watch", false)       \
+	X(UNWATCH, "unwatch", false)   \
+	X(STATUS, "status", false)     \
+	X(MEMBERS, "members", false)   \
+	X(ANNOUNCE, "announce", true)
+
+enum master_method {
+#define MASTER__M_ENUM(e, s, w) MASTER_M_##e,
+	MASTER_METHODS(MASTER__M_ENUM)
+#undef MASTER__M_ENUM
+	MASTER_M__COUNT
+};
+
+struct master_method_stats {
+	uint64_t count;
+	uint64_t errors;
+	uint64_t buckets[MASTER_NBUCKETS];
+	double sum_s;
+};
+
+/* What /metrics shows: published by the loop thread, read by the HTTP
+ * thread, under @lock. */
+struct req;
+
+struct master_metrics {
+	pthread_mutex_t lock;
+	struct aep_raft_status raft;
+	char leader_name[64];
+	uint64_t revision;
+	uint64_t objects[AEP_KIND__COUNT];
+	uint64_t watches;
+	uint64_t connections;
+	struct master_method_stats methods[MASTER_M__COUNT];
+	bool ready;
+};
+
+struct master {
+	uv_loop_t *loop;
+	const char *name;
+	const char *dir;
+	const char *listen;    /* API address */
+	const char *advertise; /* API address others use; default @listen */
+	const char *peer;      /* Raft address */
+	const char *http;      /* /metrics etc.; NULL: off */
+	const char *pki;       /* directory with ca.crt, NAME.crt, NAME.key */
+	struct aep_raft_peer *peers;
+	unsigned npeers;
+	unsigned snapshot_threshold;
+	unsigned snapshot_trailing;
+
+	struct aep_store *store;
+	struct aep_raft *raft;
+	struct aep_tls *server_tls;
+	struct aep_tls *client_tls;
+	struct aep_rpc_server *rpc;
+
+	/* Forwarding to the leader. */
+	struct aep_rpc_client *fwd;
+	char *fwd_addr; /* the API address @fwd talks to */
+	bool announce_inflight;
+
+	/* Linearizable reads waiting for a read barrier (api.c). */
+	struct req *reads_waiting;  /* for the next barrier */
+	struct req *reads_inflight; /* for the barrier in flight */
+	bool barrier_inflight;
+	/* Requests waiting for a leader to become known. */
+	struct req *parked;
+
+	uv_timer_t tick;
+	uv_signal_t sigint;
+	uv_signal_t sigterm;
+	bool stopping;
+	int exit_code;
+
+	uint64_t next_watch_id;
+	uint64_t nwatches;
+	uint64_t nconns;
+	struct master_method_stats stats[MASTER_M__COUNT];
+
+	struct master_metrics metrics;
+	void *httpd;
+};
+
+/* api.c */
+extern const struct aep_rpc_handler master__rpc_handler;
+void master__publish_metrics(struct master *m);
+void master__leadership(void *data, bool leader);
+void master__applied(void *data, uint64_t index);
+/* Dispatch again the requests parked while no leader was known. */
+void master__retry_parked(struct master *m);
+/* The leader's API address from the member table, or NULL. */
+const char *master__leader_api(struct master *m);
+
+/* http.c */
+int master__http_start(struct master *m, struct aep_error *e);
+void master__http_stop(struct master *m);
+
+#endif /* AEP_MASTER_INT_H */

@@ -1,0 +1,302 @@
+/* `aep master`: flags, start-up and orderly shutdown of one master peer.
+ *
+ * Start-up: read flags → load TLS material from --pki → create the store →
+ * start Raft (bootstrap on a new directory, else restart from disk) → listen
+ * for the API → serve HTTP health and metrics. SIGINT/SIGTERM close
+ * everything in the reverse order and exit 0. */
+#include "master/master.h"
+#include "master/master-int.h"
+
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: aep master --name NAME --dir DIR --listen ADDR --peer ADDR\n"
+		"                  --initial-cluster NAME=PEERADDR,... [--pki DIR]\n"
+		"                  [--advertise ADDR] [--http ADDR]\n"
+		"                  [--snapshot-threshold N] [--snapshot-trailing N]\n"
+		"\n"
+		"  --name               this master's name, one of --initial-cluster\n"
+		"  --dir                data directory (Raft log and snapshots)\n"
+		"  --listen             API address (msgpack-RPC over TLS), e.g. 127.0.0.1:7001\n"
+		"  --advertise          API address given to clients and peers (default --listen)\n"
+		"  --peer               Raft address, e.g. 127.0.0.1:7101\n"
+		"  --initial-cluster    every master's Raft address: m1=127.0.0.1:7101,...\n"
+		"  --pki                directory with ca.crt, NAME.crt, NAME.key (default DIR/pki)\n"
+		"  --http               address for /livez /readyz /metrics (plain HTTP)\n");
+}
+
+/* "m1=127.0.0.1:7101,m2=..." into peers (pointing into @spec, modified). */
+static int parse_cluster(char *spec, struct aep_raft_peer **out, unsigned *n,
+			 struct aep_error *e)
+{
+	unsigned cap = 1;
+	for (const char *p = spec; *p; p++)
+		cap += *p == ',';
+	if (cap > 9)
+		return aep_errorf(e, AEP_EINVALID, "--initial-cluster: at most 9 masters");
+	struct aep_raft_peer *peers = aep_calloc(cap, sizeof(*peers));
+	if (peers == NULL)
+		return aep_errorf(e, AEP_ENOMEM, "out of memory");
+	unsigned i = 0;
+	char *save = NULL;
+	for (char *tok = strtok_r(spec, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '=');
+		if (eq == NULL || eq == tok || eq[1] == '\0') {
+			aep_free(peers);
+			return aep_errorf(e, AEP_EINVALID,
+					  "--initial-cluster: \"%s\" is not NAME=HOST:PORT", tok);
+		}
+		*eq = '\0';
+		struct aep_error ve = {0};
+		if (aep_validate_dns1123_label(tok, strlen(tok), &ve) != 0) {
+			aep_free(peers);
+			return aep_errorf(e, AEP_EINVALID, "--initial-cluster: name \"%s\": %s",
+					  tok, ve.msg);
+		}
+		struct sockaddr_storage ss;
+		if (aep_addr_parse(eq + 1, &ss, &ve) != 0) {
+			aep_free(peers);
+			return aep_errorf(e, AEP_EINVALID, "--initial-cluster: %s: %s", tok, ve.msg);
+		}
+		for (unsigned j = 0; j < i; j++) {
+			if (strcmp(peers[j].name, tok) == 0) {
+				aep_free(peers);
+				return aep_errorf(e, AEP_EINVALID,
+						  "--initial-cluster: \"%s\" appears twice", tok);
+			}
+		}
+		peers[i].name = tok;
+		peers[i].peer_addr = eq + 1;
+		i++;
+	}
+	if (i == 0) {
+		aep_free(peers);
+		return aep_errorf(e, AEP_EINVALID, "--initial-cluster: no masters");
+	}
+	*out = peers;
+	*n = i;
+	return 0;
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+	master__publish_metrics(t->data);
+}
+
+static void closed_noop(uv_handle_t *h)
+{
+	(void)h;
+}
+
+static void raft_closed(void *data)
+{
+	struct master *m = data;
+	uv_close((uv_handle_t *)&m->tick, closed_noop);
+	uv_close((uv_handle_t *)&m->sigint, closed_noop);
+	uv_close((uv_handle_t *)&m->sigterm, closed_noop);
+}
+
+static void fwd_closed(void *data)
+{
+	(void)data;
+}
+
+static void rpc_closed(void *data)
+{
+	struct master *m = data;
+	if (m->fwd != NULL) {
+		aep_rpc_client_close(m->fwd, fwd_closed, NULL);
+		m->fwd = NULL;
+	}
+	aep_raft_close(m->raft, raft_closed, m);
+}
+
+static void stop(struct master *m)
+{
+	if (m->stopping)
+		return;
+	m->stopping = true;
+	fprintf(stderr, "aep master %s: stopping\n", m->name);
+	master__retry_parked(m); /* answers them: shutting down */
+	uv_timer_stop(&m->tick);
+	master__http_stop(m);
+	aep_rpc_server_close(m->rpc, rpc_closed, m);
+}
+
+static void signal_cb(uv_signal_t *s, int signum)
+{
+	(void)signum;
+	stop(s->data);
+}
+
+static int load_tls(struct master *m, struct aep_error *e)
+{
+	char ca[PATH_MAX], crt[PATH_MAX], key[PATH_MAX];
+	snprintf(ca, sizeof(ca), "%s/ca.crt", m->pki);
+	snprintf(crt, sizeof(crt), "%s/%s.crt", m->pki, m->name);
+	snprintf(key, sizeof(key), "%s/%s.key", m->pki, m->name);
+	if (aep_tls_server_new(ca, crt, key, &m->server_tls, e) != 0)
+		return aep_error_prefix(e, "TLS server (%s)", crt);
+	if (aep_tls_client_new(ca, crt, key, &m->client_tls, e) != 0)
+		return aep_error_prefix(e, "TLS client (%s)", crt);
+	return 0;
+}
+
+int aep_master_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"name", required_argument, NULL, 'n'},
+		{"dir", required_argument, NULL, 'd'},
+		{"listen", required_argument, NULL, 'l'},
+		{"advertise", required_argument, NULL, 'a'},
+		{"peer", required_argument, NULL, 'p'},
+		{"initial-cluster", required_argument, NULL, 'c'},
+		{"pki", required_argument, NULL, 'k'},
+		{"http", required_argument, NULL, 'h'},
+		{"snapshot-threshold", required_argument, NULL, 'T'},
+		{"snapshot-trailing", required_argument, NULL, 'R'},
+		{"help", no_argument, NULL, '?'},
+		{NULL, 0, NULL, 0},
+	};
+	struct master m;
+	memset(&m, 0, sizeof(m));
+	char *cluster = NULL;
+	char pki_default[PATH_MAX];
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'n': m.name = optarg; break;
+		case 'd': m.dir = optarg; break;
+		case 'l': m.listen = optarg; break;
+		case 'a': m.advertise = optarg; break;
+		case 'p': m.peer = optarg; break;
+		case 'c': cluster = optarg; break;
+		case 'k': m.pki = optarg; break;
+		case 'h': m.http = optarg; break;
+		case 'T': m.snapshot_threshold = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'R': m.snapshot_trailing = (unsigned)strtoul(optarg, NULL, 10); break;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (m.name == NULL || m.dir == NULL || m.listen == NULL || m.peer == NULL ||
+	    cluster == NULL || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (m.advertise == NULL)
+		m.advertise = m.listen;
+	if (m.pki == NULL) {
+		snprintf(pki_default, sizeof(pki_default), "%s/pki", m.dir);
+		m.pki = pki_default;
+	}
+
+	struct aep_error e = {0};
+	int rv;
+	char *cluster_copy = aep_strdup(cluster);
+	if (cluster_copy == NULL || parse_cluster(cluster_copy, &m.peers, &m.npeers, &e) != 0) {
+		fprintf(stderr, "aep master: %s\n", e.msg[0] ? e.msg : "out of memory");
+		aep_free(cluster_copy);
+		return 2;
+	}
+	bool found = false;
+	for (unsigned i = 0; i < m.npeers; i++)
+		found |= strcmp(m.peers[i].name, m.name) == 0;
+	if (!found) {
+		fprintf(stderr, "aep master: --name %s is not in --initial-cluster\n", m.name);
+		rv = 2;
+		goto err_after_peers;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if (mkdir(m.dir, 0700) != 0 && errno != EEXIST) {
+		fprintf(stderr, "aep master: mkdir %s: %s\n", m.dir, strerror(errno));
+		rv = 1;
+		goto err_after_peers;
+	}
+	if (pthread_mutex_init(&m.metrics.lock, NULL) != 0) {
+		rv = 1;
+		goto err_after_peers;
+	}
+	m.loop = uv_default_loop();
+
+	if (load_tls(&m, &e) != 0) {
+		fprintf(stderr, "aep master %s: %s\n", m.name, e.msg);
+		rv = 1;
+		goto err_after_mutex;
+	}
+	if (aep_store_new(NULL, &m.store) != 0) {
+		fprintf(stderr, "aep master %s: out of memory\n", m.name);
+		rv = 1;
+		goto err_after_tls;
+	}
+	struct aep_raft_config rc = {
+		.name = m.name,
+		.dir = m.dir,
+		.peers = m.peers,
+		.npeers = m.npeers,
+		.store = m.store,
+		.snapshot_threshold = m.snapshot_threshold,
+		.snapshot_trailing = m.snapshot_trailing,
+		.on_leadership = master__leadership,
+		.on_applied = master__applied,
+		.data = &m,
+	};
+	if (aep_raft_start(m.loop, &rc, &m.raft, &e) != 0) {
+		fprintf(stderr, "aep master %s: raft: %s\n", m.name, e.msg);
+		rv = 1;
+		goto err_after_store;
+	}
+	if (aep_rpc_server_start(m.loop, m.listen, m.server_tls, &aep_mp_default_limits,
+				 &master__rpc_handler, &m, &m.rpc, &e) != 0) {
+		fprintf(stderr, "aep master %s: listen %s: %s\n", m.name, m.listen, e.msg);
+		/* Raft is running on the loop: close it properly. */
+		m.stopping = true;
+		aep_raft_close(m.raft, NULL, NULL);
+		uv_run(m.loop, UV_RUN_DEFAULT);
+		rv = 1;
+		goto err_after_store;
+	}
+	if (m.http != NULL && master__http_start(&m, &e) != 0) {
+		fprintf(stderr, "aep master %s: http %s: %s\n", m.name, m.http, e.msg);
+		m.exit_code = 1;
+		stop(&m);
+		uv_run(m.loop, UV_RUN_DEFAULT);
+		rv = 1;
+		goto err_after_store;
+	}
+	uv_timer_init(m.loop, &m.tick);
+	m.tick.data = &m;
+	uv_timer_start(&m.tick, tick_cb, 100, 100);
+	uv_signal_init(m.loop, &m.sigint);
+	uv_signal_init(m.loop, &m.sigterm);
+	m.sigint.data = &m;
+	m.sigterm.data = &m;
+	uv_signal_start(&m.sigint, signal_cb, SIGINT);
+	uv_signal_start(&m.sigterm, signal_cb, SIGTERM);
+	fprintf(stderr, "aep master %s: serving API on %s, raft on %s%s%s\n", m.name, m.listen,
+		m.peer, m.http ? ", http on " : "", m.http ? m.http : "");
+
+	uv_run(m.loop, UV_RUN_DEFAULT);
+	rv = m.exit_code;
+err_after_store:
+	aep_store_free(m.store);
+err_after_tls:
+	aep_tls_free(m.server_tls);
+	aep_tls_free(m.client_tls);
+	aep_free(m.fwd_addr);
+	uv_loop_close(m.loop);
+err_after_mutex:
+	pthread_mutex_destroy(&m.metrics.lock);
+err_after_peers:
+	aep_free(m.peers);
+	aep_free(cluster_copy);
+	return rv;
+}
