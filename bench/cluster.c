@@ -36,42 +36,6 @@ static void on_signal(int sig)
 	raise(sig);
 }
 
-static int status_of(struct bench_cluster *c, unsigned i, char *leader, size_t size)
-{
-	char addr[64];
-	snprintf(addr, sizeof(addr), "127.0.0.1:%u", c->base + i);
-	uv_loop_t loop;
-	uv_loop_init(&loop);
-	struct aep_rpc_client_config cfg = {.servers = addr, .tls = c->tls,
-					    .connect_timeout_ms = 500};
-	struct aep_rpc_client *cl = NULL;
-	struct aep_error e = {0};
-	int rv = 1;
-	if (aep_rpc_client_new(&loop, &cfg, &cl, &e) == 0) {
-		struct aep_buf res;
-		aep_buf_init(&res);
-		if (aep_rpc_call_sync(&loop, cl, "status", "\x80", 1, 1000, &res, &e) == 0) {
-			msgpack_zone z;
-			msgpack_object o;
-			msgpack_zone_init(&z, 1024);
-			if (aep_mp_unpack(res.data, res.len, &z, &o, &e) == 0) {
-				const msgpack_object *ln = aep_mp_map_get(&o, "leaderName");
-				if (ln != NULL && ln->type == MSGPACK_OBJECT_STR) {
-					snprintf(leader, size, "%.*s", (int)ln->via.str.size,
-						 ln->via.str.ptr);
-					rv = 0;
-				}
-			}
-			msgpack_zone_destroy(&z);
-		}
-		aep_buf_free(&res);
-		aep_rpc_client_close(cl, NULL, NULL);
-	}
-	uv_run(&loop, UV_RUN_DEFAULT);
-	uv_loop_close(&loop);
-	return rv;
-}
-
 int bench_cluster_start(struct bench_cluster *c, unsigned n, unsigned base, const char *aep)
 {
 	memset(c->pids, 0, sizeof(c->pids));
@@ -127,9 +91,10 @@ int bench_cluster_start(struct bench_cluster *c, unsigned n, unsigned base, cons
 				dup2(fd, 2);
 				close(fd);
 			}
+			const char *inflight = getenv("AEP_BENCH_MAX_INFLIGHT");
 			execl(c->aep, c->aep, "master", "--name", names[i], "--dir", dir, "--listen",
 			      listen, "--peer", peer, "--initial-cluster", cluster, "--pki", pki,
-			      (char *)NULL);
+			      "--max-inflight", inflight ? inflight : "0", (char *)NULL);
 			_exit(127);
 		}
 		c->pids[i] = pid;
@@ -137,8 +102,11 @@ int bench_cluster_start(struct bench_cluster *c, unsigned n, unsigned base, cons
 	char leader[32] = "";
 	time_t deadline = time(NULL) + 60;
 	while (time(NULL) < deadline) {
-		for (unsigned i = 0; i < n && leader[0] == '\0'; i++)
-			status_of(c, i, leader, sizeof(leader));
+		for (unsigned i = 0; i < n && leader[0] == '\0'; i++) {
+			char addr[32];
+			snprintf(addr, sizeof(addr), "127.0.0.1:%u", base + i);
+			aep_cli_leader_of(addr, c->tls, leader, sizeof(leader));
+		}
 		if (leader[0] != '\0')
 			break;
 		usleep(100 * 1000);

@@ -74,6 +74,39 @@ static pid_t start_master(struct up *u, unsigned i)
 	_exit(127);
 }
 
+int aep_cli_leader_of(const char *addr, struct aep_tls *tls, char *leader, size_t size)
+{
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct aep_rpc_client_config cfg = {.servers = addr, .tls = tls, .connect_timeout_ms = 500};
+	struct aep_rpc_client *c = NULL;
+	struct aep_error e = {0};
+	int rv = AEP_EUNAVAILABLE;
+	if (aep_rpc_client_new(&loop, &cfg, &c, &e) == 0) {
+		struct aep_buf res;
+		aep_buf_init(&res);
+		if (aep_rpc_call_sync(&loop, c, "status", "\x80", 1, 1000, &res, &e) == 0) {
+			msgpack_zone z;
+			msgpack_object o;
+			msgpack_zone_init(&z, 1024);
+			if (aep_mp_unpack(res.data, res.len, &z, &o, &e) == 0) {
+				const msgpack_object *ln = aep_mp_map_get(&o, "leaderName");
+				if (ln != NULL && ln->type == MSGPACK_OBJECT_STR) {
+					snprintf(leader, size, "%.*s", (int)ln->via.str.size,
+						 ln->via.str.ptr);
+					rv = 0;
+				}
+			}
+			msgpack_zone_destroy(&z);
+		}
+		aep_buf_free(&res);
+		aep_rpc_client_close(c, NULL, NULL);
+	}
+	uv_run(&loop, UV_RUN_DEFAULT);
+	uv_loop_close(&loop);
+	return rv;
+}
+
 /* Ask every master for its status until one reports a leader. */
 static int wait_leader(struct up *u, char *leader, size_t size, unsigned timeout_s)
 {
@@ -100,34 +133,8 @@ static int wait_leader(struct up *u, char *leader, size_t size, unsigned timeout
 				return 1;
 			}
 			snprintf(servers, sizeof(servers), "127.0.0.1:%u", u->base + i);
-			uv_loop_t loop;
-			uv_loop_init(&loop);
-			struct aep_rpc_client_config cfg = {.servers = servers, .tls = tls,
-							    .connect_timeout_ms = 500};
-			struct aep_rpc_client *c = NULL;
-			if (aep_rpc_client_new(&loop, &cfg, &c, &e) == 0) {
-				struct aep_buf res;
-				aep_buf_init(&res);
-				if (aep_rpc_call_sync(&loop, c, "status", "\x80", 1, 1000, &res, &e) ==
-				    0) {
-					msgpack_zone z;
-					msgpack_object o;
-					msgpack_zone_init(&z, 1024);
-					if (aep_mp_unpack(res.data, res.len, &z, &o, &e) == 0) {
-						const msgpack_object *ln = aep_mp_map_get(&o, "leaderName");
-						if (ln != NULL && ln->type == MSGPACK_OBJECT_STR) {
-							snprintf(leader, size, "%.*s", (int)ln->via.str.size,
-								 ln->via.str.ptr);
-							rv = 0;
-						}
-					}
-					msgpack_zone_destroy(&z);
-				}
-				aep_buf_free(&res);
-				aep_rpc_client_close(c, NULL, NULL);
-			}
-			uv_run(&loop, UV_RUN_DEFAULT);
-			uv_loop_close(&loop);
+			if (aep_cli_leader_of(servers, tls, leader, size) == 0)
+				rv = 0;
 		}
 		if (rv != 0)
 			usleep(200 * 1000);

@@ -75,6 +75,7 @@ struct master {
 	unsigned npeers;
 	unsigned snapshot_threshold;
 	unsigned snapshot_trailing;
+	unsigned max_inflight;
 
 	struct aep_store *store;
 	struct aep_raft *raft;

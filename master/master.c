@@ -22,6 +22,7 @@ static void usage(FILE *f)
 		"                  --initial-cluster NAME=PEERADDR,... [--pki DIR]\n"
 		"                  [--advertise ADDR] [--http ADDR]\n"
 		"                  [--snapshot-threshold N] [--snapshot-trailing N]\n"
+		"                  [--max-inflight N]\n"
 		"\n"
 		"  --name               this master's name, one of --initial-cluster\n"
 		"  --dir                data directory (Raft log and snapshots)\n"
@@ -30,7 +31,10 @@ static void usage(FILE *f)
 		"  --peer               Raft address, e.g. 127.0.0.1:7101\n"
 		"  --initial-cluster    every master's Raft address: m1=127.0.0.1:7101,...\n"
 		"  --pki                directory with ca.crt, NAME.crt, NAME.key (default DIR/pki)\n"
-		"  --http               address for /livez /readyz /metrics (plain HTTP)\n");
+		"  --http               address for /livez /readyz /metrics (plain HTTP)\n"
+		"  --snapshot-threshold entries between snapshots (default 8192)\n"
+		"  --snapshot-trailing  entries kept behind a snapshot (default 2048)\n"
+		"  --max-inflight       Raft entries in flight at once (group commit; default 4)\n");
 }
 
 /* "m1=127.0.0.1:7101,m2=..." into peers (pointing into @spec, modified). */
@@ -163,6 +167,7 @@ int aep_master_main(int argc, char **argv)
 		{"http", required_argument, NULL, 'h'},
 		{"snapshot-threshold", required_argument, NULL, 'T'},
 		{"snapshot-trailing", required_argument, NULL, 'R'},
+		{"max-inflight", required_argument, NULL, 'I'},
 		{"help", no_argument, NULL, '?'},
 		{NULL, 0, NULL, 0},
 	};
@@ -184,6 +189,7 @@ int aep_master_main(int argc, char **argv)
 		case 'h': m.http = optarg; break;
 		case 'T': m.snapshot_threshold = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'R': m.snapshot_trailing = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'I': m.max_inflight = (unsigned)strtoul(optarg, NULL, 10); break;
 		default: usage(stderr); return 2;
 		}
 	}
@@ -245,6 +251,7 @@ int aep_master_main(int argc, char **argv)
 		.store = m.store,
 		.snapshot_threshold = m.snapshot_threshold,
 		.snapshot_trailing = m.snapshot_trailing,
+		.max_inflight = m.max_inflight,
 		.on_leadership = master__leadership,
 		.on_applied = master__applied,
 		.data = &m,

@@ -37,16 +37,16 @@
 #include <raft.h>
 #include <raft/uv.h>
 
-#define RAFT_PEERS_MAX 32
-#define RAFT_BATCH_BYTES (1024 * 1024) /* start a new entry beyond this */
-#define RAFT_POLL_MS 10
-#define RAFT_CONNECT_RETRY_MS 200
+#define RAFT_PEERS_MAX		 32
+#define RAFT_BATCH_BYTES	 (1024 * 1024) /* start a new entry beyond this */
+#define RAFT_POLL_MS		 10
+#define RAFT_CONNECT_RETRY_MS	 200
 #define RAFT_INSTALL_SNAPSHOT_MS 5000
-#define RAFT_PATH_MAX 4096
+#define RAFT_PATH_MAX		 4096
 
 enum entry_kind {
-	ENTRY_COMMANDS,     /* a batch of submitted commands */
-	ENTRY_BARRIER,      /* aep_raft_barrier() */
+	ENTRY_COMMANDS,	    /* a batch of submitted commands */
+	ENTRY_BARRIER,	    /* aep_raft_barrier() */
 	ENTRY_LEAD_BARRIER, /* the barrier a new leader commits first */
 };
 
@@ -67,7 +67,7 @@ struct entry {
 		struct raft_barrier barrier;
 	} req;
 	raft_index index; /* once submitted to libraft */
-	raft_term term;   /* the term it was submitted in */
+	raft_term term;	  /* the term it was submitted in */
 	/* ENTRY_COMMANDS */
 	struct aep_batch batch;
 	struct waiter *waiters;
@@ -122,10 +122,10 @@ struct aep_raft {
 	struct entry_list done;
 
 	/* leadership as seen by the poller */
-	bool leader;        /* raft_state() == RAFT_LEADER at the last poll */
+	bool leader; /* raft_state() == RAFT_LEADER at the last poll */
 	raft_term lead_term;
-	bool lead_barrier;  /* the term's first barrier is in flight */
-	bool ready;         /* on_leadership(true) was reported */
+	bool lead_barrier; /* the term's first barrier is in flight */
+	bool ready;	   /* on_leadership(true) was reported */
 
 	bool starting; /* inside raft_start(): restores are loads, not installs */
 	bool broken;   /* the store ran out of memory mid-entry: apply no more */
@@ -279,9 +279,7 @@ static void entry_deliver(struct entry *e)
 			}
 		}
 		break;
-	case ENTRY_BARRIER:
-		e->barrier_cb(e->barrier_data, e->code);
-		break;
+	case ENTRY_BARRIER: e->barrier_cb(e->barrier_data, e->code); break;
 	case ENTRY_LEAD_BARRIER:
 		/* Still leader in the term it was submitted for: the store now
 		 * holds every committed entry; report the leadership. */
@@ -336,7 +334,8 @@ static void entry_finished(struct entry *e, int status)
 			entry_fail(e, AEP_EUNAVAILABLE, "leadership lost; outcome unknown");
 		} else {
 			char msg[128];
-			snprintf(msg, sizeof(msg), "raft: %s; outcome unknown", raft_strerror(status));
+			snprintf(msg, sizeof(msg), "raft: %s; outcome unknown",
+				 raft_strerror(status));
 			entry_fail(e, code_from_raft(status), msg);
 		}
 	}
@@ -723,8 +722,7 @@ err_after_buf:
 	return rv;
 }
 
-static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[],
-				 unsigned *n_bufs)
+static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
 	(void)fsm;
 	if (*bufs != NULL) {
@@ -862,8 +860,7 @@ static int make_dir(const char *path, struct aep_error *e)
 	return 0;
 }
 
-static int copy_config(struct aep_raft *r, const struct aep_raft_config *cfg,
-		       struct aep_error *e)
+static int copy_config(struct aep_raft *r, const struct aep_raft_config *cfg, struct aep_error *e)
 {
 	if (cfg->name == NULL || cfg->dir == NULL || cfg->store == NULL || cfg->peers == NULL)
 		return aep_errorf(e, AEP_EINVALID, "name, dir, peers and store are required");
@@ -882,8 +879,8 @@ static int copy_config(struct aep_raft *r, const struct aep_raft_config *cfg,
 		for (unsigned j = 0; j < i; j++) {
 			if (strcmp(r->peers[j].name, p->name) == 0 ||
 			    strcmp(r->peers[j].addr, p->peer_addr) == 0)
-				return aep_errorf(e, AEP_EINVALID, "peer %s: duplicate name or address",
-						  p->name);
+				return aep_errorf(e, AEP_EINVALID,
+						  "peer %s: duplicate name or address", p->name);
 		}
 		r->peers[i].name = aep_strdup(p->name);
 		r->peers[i].addr = aep_strdup(p->peer_addr);
@@ -997,14 +994,14 @@ int aep_raft_start(uv_loop_t *loop, const struct aep_raft_config *cfg, struct ae
 		rv = e->code;
 		goto err_after_raft_init;
 	}
-	raft_set_election_timeout(&r->raft, cfg->election_timeout_ms ? cfg->election_timeout_ms
-								      : 1000);
+	raft_set_election_timeout(&r->raft,
+				  cfg->election_timeout_ms ? cfg->election_timeout_ms : 1000);
 	raft_set_heartbeat_timeout(&r->raft,
 				   cfg->heartbeat_timeout_ms ? cfg->heartbeat_timeout_ms : 100);
-	raft_set_snapshot_threshold(&r->raft, cfg->snapshot_threshold ? cfg->snapshot_threshold
-								      : 8192);
-	raft_set_snapshot_trailing(&r->raft, cfg->snapshot_trailing ? cfg->snapshot_trailing
-								    : 2048);
+	raft_set_snapshot_threshold(&r->raft,
+				    cfg->snapshot_threshold ? cfg->snapshot_threshold : 8192);
+	raft_set_snapshot_trailing(&r->raft,
+				   cfg->snapshot_trailing ? cfg->snapshot_trailing : 2048);
 	raft_set_pre_vote(&r->raft, true);
 	/* libraft 0.15 answers a second InstallSnapshot that arrives while one
 	 * is being installed with RAFT_BUSY; the leader then keeps probing

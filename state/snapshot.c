@@ -259,8 +259,8 @@ static int parse_objects(struct aep_store *s, struct state__rd *r, uint64_t revi
 
 int aep_store_restore(struct aep_store *s, const char *data, size_t len, struct aep_error *e)
 {
-	char *raw;
-	size_t raw_len;
+	char *raw = NULL;
+	size_t raw_len = 0;
 	struct aep_store *fresh;
 	uint32_t n;
 	uint64_t version, revision, applied;

@@ -12,6 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #define _XOPEN_SOURCE_EXTENDED 1
 #include <ftw.h>
 #include <cmocka.h>
@@ -45,12 +48,28 @@ struct cluster {
 	struct aep_raft_config cfg; /* template: thresholds, timeouts */
 };
 
-static int base_port(void)
+/* Ports the kernel just handed out as free: bound together so that they
+ * differ, then released for the peers (tests run in parallel). */
+static void free_ports(int *ports, int n)
 {
-	static int round;
-	/* Distinct per process (30 ports each) and per cluster within it. */
-	return 20000 + (int)(getpid() % 1500) * 30 + (round++ % 10) * 3;
+	int fds[NPEERS];
+	for (int i = 0; i < n; i++) {
+		struct sockaddr_in sa = {.sin_family = AF_INET};
+		socklen_t len = sizeof(sa);
+		inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+		fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+		assert_true(fds[i] >= 0);
+		assert_int_equal(bind(fds[i], (struct sockaddr *)&sa, sizeof(sa)), 0);
+		assert_int_equal(getsockname(fds[i], (struct sockaddr *)&sa, &len), 0);
+		ports[i] = ntohs(sa.sin_port);
+	}
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
 }
+
+/* The data directory of the cluster in use, removed by teardown also when
+ * a test fails half-way. */
+static char live_base[64];
 
 static void on_leadership(void *data, bool leader)
 {
@@ -72,15 +91,17 @@ static void cluster_init(struct cluster *c, unsigned threshold, unsigned trailin
 	uv_timer_start(&c->tick, tick_cb, 5, 5);
 	snprintf(c->base, sizeof(c->base), "/tmp/aep-raft-test-XXXXXX");
 	assert_non_null(mkdtemp(c->base));
+	snprintf(live_base, sizeof(live_base), "%s", c->base);
 	char base[sizeof(c->base)];
 	memcpy(base, c->base, sizeof(base));
-	int port = base_port();
+	int ports[NPEERS];
+	free_ports(ports, NPEERS);
 	for (int i = 0; i < NPEERS; i++) {
 		struct peer *p = &c->p[i];
 		p->c = c;
 		p->i = i;
 		snprintf(p->name, sizeof(p->name), "m%d", i + 1);
-		snprintf(p->addr, sizeof(p->addr), "127.0.0.1:%d", port + i);
+		snprintf(p->addr, sizeof(p->addr), "127.0.0.1:%d", ports[i]);
 		snprintf(p->dir, sizeof(p->dir), "%s/m%d", base, i + 1);
 		c->peers[i].name = p->name;
 		c->peers[i].peer_addr = p->addr;
@@ -194,6 +215,16 @@ static void cluster_free(struct cluster *c)
 	uv_run(&c->loop, UV_RUN_DEFAULT);
 	assert_int_equal(uv_loop_close(&c->loop), 0);
 	nftw(c->base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	live_base[0] = '\0';
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	if (live_base[0] != '\0')
+		nftw(live_base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	live_base[0] = '\0';
+	return 0;
 }
 
 static int leader_of(struct cluster *c)
@@ -708,11 +739,11 @@ static void test_throughput(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_replicate),
-		cmocka_unit_test(test_snapshot_catch_up),
-		cmocka_unit_test(test_leader_close),
-		cmocka_unit_test(test_transfer),
-		cmocka_unit_test(test_throughput),
+		cmocka_unit_test_teardown(test_replicate, teardown),
+		cmocka_unit_test_teardown(test_snapshot_catch_up, teardown),
+		cmocka_unit_test_teardown(test_leader_close, teardown),
+		cmocka_unit_test_teardown(test_transfer, teardown),
+		cmocka_unit_test_teardown(test_throughput, teardown),
 	};
 	if (getenv("AEP_TEST_FILTER") != NULL)
 		cmocka_set_test_filter(getenv("AEP_TEST_FILTER"));

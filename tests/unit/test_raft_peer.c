@@ -68,13 +68,19 @@ static struct aep_raft_config config(struct fixture *f)
 
 static int setup(void **state)
 {
-	static int round;
 	struct fixture *f = calloc(1, sizeof(*f));
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	assert_int_equal(uv_loop_init(&f->loop), 0);
 	snprintf(f->dir, sizeof(f->dir), "/tmp/aep-raft-peer-XXXXXX");
 	assert_non_null(mkdtemp(f->dir));
-	/* 30 ports per process, away from test_raft_cluster's range. */
-	f->port = 50000 + (int)(getpid() % 500) * 30 + round++ % 30;
+	/* A port the kernel just handed out as free (tests run in parallel). */
+	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	f->port = ntohs(sa.sin_port);
+	close(fd);
 	snprintf(f->addr, sizeof(f->addr), "127.0.0.1:%d", f->port);
 	f->peer.name = "m1";
 	f->peer.peer_addr = f->addr;
@@ -311,14 +317,12 @@ static void test_write_close_restart(void **state)
 		snprintf(name, sizeof(name), "late-%d", k);
 		assert_int_equal(submit_create(f, name, &late[k]), 0);
 	}
-	struct aep_raft *r = f->raft;
 	close_raft(f);
 	for (int k = 0; k < N; k++) {
 		assert_int_equal(late[k].calls, 1);
 		assert_int_equal(late[k].code, AEP_ECANCELED);
 	}
 	assert_int_equal(f->leader_false, 1);
-	(void)r;
 
 	/* Restart on a new store: the log replays the 50 creates. */
 	struct aep_buf before, after;
