@@ -18,12 +18,16 @@ struct bench_cluster {
 	unsigned base; /* API ports base..base+n-1, Raft base+100.. */
 	pid_t pids[BENCH_MAX_MASTERS];
 	char leader_addr[64];
+	unsigned leader; /* index of the leader when the run started */
 	struct aep_tls *tls; /* admin client TLS */
 	int keep;
 };
 
 int bench_cluster_start(struct bench_cluster *c, unsigned n, unsigned base, const char *aep);
 void bench_cluster_stop(struct bench_cluster *c);
+/* A metric of master @i (its first sample), read from its /metrics; -1
+ * when absent. */
+double bench_metric(struct bench_cluster *c, unsigned i, const char *name);
 
 int bench_store(int argc, char **argv);
 

@@ -11,6 +11,9 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 /* The cluster a signal must clean up: masters are killed and the temporary
  * directory removed with async-signal-safe calls only. */
@@ -45,7 +48,8 @@ int bench_cluster_start(struct bench_cluster *c, unsigned n, unsigned base, cons
 	signal(SIGTERM, on_signal);
 	c->base = base;
 	snprintf(c->aep, sizeof(c->aep), "%s", aep);
-	snprintf(c->dir, sizeof(c->dir), "/tmp/aep-bench-XXXXXX");
+	const char *tmp = getenv("TMPDIR");
+	snprintf(c->dir, sizeof(c->dir), "%s/aep-bench-XXXXXX", tmp && *tmp ? tmp : "/tmp");
 	if (mkdtemp(c->dir) == NULL) {
 		fprintf(stderr, "aep-bench: mkdtemp: %s\n", strerror(errno));
 		return 1;
@@ -79,12 +83,13 @@ int bench_cluster_start(struct bench_cluster *c, unsigned n, unsigned base, cons
 		if (pid < 0)
 			return 1;
 		if (pid == 0) {
-			char dir[300], listen[32], peer[32], pki[300], log[300];
+			char dir[300], listen[32], peer[32], pki[300], log[300], http[32];
 			snprintf(dir, sizeof(dir), "%s/%s", c->dir, names[i]);
 			snprintf(listen, sizeof(listen), "127.0.0.1:%u", base + i);
 			snprintf(peer, sizeof(peer), "127.0.0.1:%u", base + 100 + i);
 			snprintf(pki, sizeof(pki), "%s/pki", c->dir);
 			snprintf(log, sizeof(log), "%s/%s.log", c->dir, names[i]);
+			snprintf(http, sizeof(http), "127.0.0.1:%u", base + 200 + i);
 			int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 			if (fd >= 0) {
 				dup2(fd, 1);
@@ -94,7 +99,8 @@ int bench_cluster_start(struct bench_cluster *c, unsigned n, unsigned base, cons
 			const char *inflight = getenv("AEP_BENCH_MAX_INFLIGHT");
 			execl(c->aep, c->aep, "master", "--name", names[i], "--dir", dir, "--listen",
 			      listen, "--peer", peer, "--initial-cluster", cluster, "--pki", pki,
-			      "--max-inflight", inflight ? inflight : "0", (char *)NULL);
+			      "--max-inflight", inflight ? inflight : "0", "--http", http,
+			      (char *)NULL);
 			_exit(127);
 		}
 		c->pids[i] = pid;
@@ -117,6 +123,7 @@ int bench_cluster_start(struct bench_cluster *c, unsigned n, unsigned base, cons
 		return 1;
 	}
 	unsigned li = (unsigned)atoi(leader + 1) - 1;
+	c->leader = li;
 	snprintf(c->leader_addr, sizeof(c->leader_addr), "127.0.0.1:%u", base + li);
 	return 0;
 }
@@ -144,6 +151,8 @@ void bench_cluster_stop(struct bench_cluster *c)
 	}
 	aep_tls_free(c->tls);
 	c->tls = NULL;
+	if (getenv("AEP_BENCH_KEEP") != NULL)
+		c->keep = 1;
 	if (!c->keep && c->dir[0] != '\0') {
 		char cmd[400];
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", c->dir);
@@ -165,4 +174,33 @@ double bench_percentile(double *v, size_t n, double p)
 	qsort(v, n, sizeof(*v), cmp_double);
 	size_t i = (size_t)(p / 100.0 * (double)(n - 1) + 0.5);
 	return v[i < n ? i : n - 1];
+}
+
+double bench_metric(struct bench_cluster *c, unsigned i, const char *name)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)(c->base + 200 + i))};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0)
+		return -1;
+	static char resp[1 << 20];
+	size_t len = 0;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		static const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
+		if (write(fd, req, sizeof(req) - 1) == (ssize_t)sizeof(req) - 1) {
+			ssize_t n;
+			while (len < sizeof(resp) - 1 &&
+			       (n = read(fd, resp + len, sizeof(resp) - 1 - len)) > 0)
+				len += (size_t)n;
+		}
+	}
+	close(fd);
+	resp[len] = '\0';
+	char key[128];
+	snprintf(key, sizeof(key), "\n%s{", name);
+	const char *p = strstr(resp, key);
+	if (p == NULL)
+		return -1;
+	p = strchr(p + 1, '}');
+	return p ? strtod(p + 1, NULL) : -1;
 }

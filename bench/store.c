@@ -211,6 +211,16 @@ int bench_store(int argc, char **argv)
 	double pmax = b.done ? b.lat_ms[b.done - 1] : 0;
 	printf("done: %llu writes in %.2f s, %llu errors, max %.1f ms\n",
 	       (unsigned long long)b.done, secs, (unsigned long long)b.errors, pmax);
+	double entries = bench_metric(&cl, cl.leader, "aep_raft_entries_applied_total");
+	double commands = bench_metric(&cl, cl.leader, "aep_raft_commands_applied_total");
+	if (entries > 0)
+		printf("raft: %.0f entries for %.0f commands (%.1f per entry)\n", entries, commands,
+		       commands / entries);
+	double lsum = bench_metric(&cl, cl.leader, "aep_api_request_duration_seconds_sum");
+	double lcount = bench_metric(&cl, cl.leader, "aep_api_request_duration_seconds_count");
+	if (lcount > 0)
+		printf("leader: mean create latency inside the master %.2f ms\n",
+		       lsum / lcount * 1000);
 	bench_cluster_stop(&cl);
 	aep_free(b.value);
 	aep_free(b.lat_ms);

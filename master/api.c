@@ -17,7 +17,7 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
+#include <openssl/rand.h>
 
 struct method_info {
 	const char *name;
@@ -129,22 +129,30 @@ static void req_error(struct req *r, int code, const char *msg)
 
 /* ---- helpers --------------------------------------------------------------- */
 
-static void uuid4(char out[40])
+/* A random (version 4) UUID. Random bytes come from OpenSSL's generator
+ * in blocks of 4 KiB: a call (or a getrandom() system call) per object
+ * costs more than the rest of a create. */
+static int uuid4(struct master *m, char out[40])
 {
-	unsigned char b[16];
-	if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
-		/* getrandom on Linux does not fail for 16 bytes once seeded; keep
-		 * a unique value anyway. */
-		int64_t t = aep_now_monotonic_ns();
-		memcpy(b, &t, sizeof(t));
-		memcpy(b + 8, &t, sizeof(t));
+	static const char hex[] = "0123456789abcdef";
+	if (m->rand_off + 16 > sizeof(m->rand_pool)) {
+		if (RAND_bytes(m->rand_pool, sizeof(m->rand_pool)) != 1)
+			return AEP_EINTERNAL;
+		m->rand_off = 0;
 	}
+	unsigned char *b = m->rand_pool + m->rand_off;
+	m->rand_off += 16;
 	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
 	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-	snprintf(out, 40,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-		 b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-		 b[14], b[15]);
+	char *p = out;
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*p++ = '-';
+		*p++ = hex[b[i] >> 4];
+		*p++ = hex[b[i] & 15];
+	}
+	*p = '\0';
+	return 0;
 }
 
 /* A string parameter copied to the heap; NULL when absent. Returns
@@ -467,10 +475,10 @@ static void handle_create_update(struct req *r, const msgpack_object *params)
 		req_error(r, e.code, e.msg);
 		return;
 	}
-	char what[AEP_NAME_MAX * 2 + 32];
-	object_label(o, what, sizeof(what));
 	if (r->method == MASTER_M_CREATE && o->meta.rv != 0) {
+		char what[AEP_NAME_MAX * 2 + 32];
 		char msg[AEP_ERRMSG_MAX];
+		object_label(o, what, sizeof(what));
 		snprintf(msg, sizeof(msg), "create %.400s: metadata.resourceVersion must not be set",
 			 what);
 		aep_object_unref(o);
@@ -492,8 +500,11 @@ static void handle_create_update(struct req *r, const msgpack_object *params)
 		.obj = o->data,
 		.obj_len = o->len,
 	};
-	if (cmd.op == AEP_OP_CREATE)
-		uuid4(cmd.uid);
+	if (cmd.op == AEP_OP_CREATE && uuid4(m, cmd.uid) != 0) {
+		aep_object_unref(o);
+		req_error(r, AEP_EINTERNAL, "no random numbers for a uid");
+		return;
+	}
 	submit(r, &cmd);
 	aep_object_unref(o);
 }

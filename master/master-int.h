@@ -101,6 +101,9 @@ struct master {
 	bool stopping;
 	int exit_code;
 
+	unsigned char rand_pool[4096]; /* for uids; see uuid4() */
+	size_t rand_off;               /* starts at sizeof(rand_pool): empty */
+
 	uint64_t next_watch_id;
 	uint64_t nwatches;
 	uint64_t nconns;

@@ -9,6 +9,7 @@
 
 #include <getopt.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,6 +174,7 @@ int aep_master_main(int argc, char **argv)
 	};
 	struct master m;
 	memset(&m, 0, sizeof(m));
+	m.rand_off = sizeof(m.rand_pool);
 	char *cluster = NULL;
 	char pki_default[PATH_MAX];
 	int c;
@@ -222,6 +224,11 @@ int aep_master_main(int argc, char **argv)
 		goto err_after_peers;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* Raft entries and connection buffers of a few hundred KiB come and go
+	 * thousands of times a second: keep them on the heap rather than
+	 * mapping and unmapping pages for each. */
+	mallopt(M_MMAP_THRESHOLD, 64 << 20);
+	mallopt(M_TRIM_THRESHOLD, 256 << 20);
 	if (mkdir(m.dir, 0700) != 0 && errno != EEXIST) {
 		fprintf(stderr, "aep master: mkdir %s: %s\n", m.dir, strerror(errno));
 		rv = 1;

@@ -27,6 +27,7 @@
  * and the term. A new leader first commits a barrier, so that its store
  * holds every committed entry, and only then reports on_leadership(true). */
 #include "raft/raft.h"
+#include "raft/raft-int.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -99,7 +100,7 @@ struct aep_raft {
 	uv_loop_t *loop;
 	struct raft raft;
 	struct raft_io io;
-	struct raft_uv_transport transport;
+	struct raft__tcp tcp;
 	struct raft_fsm fsm;
 	struct raft_transfer transfer;
 	bool transferring;
@@ -797,7 +798,7 @@ static void raft_closed(struct raft *raft)
 {
 	struct aep_raft *r = raft->data;
 	raft_uv_close(&r->io);
-	raft_uv_tcp_close(&r->transport);
+	raft__tcp_close(&r->tcp);
 	maybe_closed(r);
 }
 
@@ -950,17 +951,12 @@ int aep_raft_start(uv_loop_t *loop, const struct aep_raft_config *cfg, struct ae
 	if (rv != 0)
 		goto err_after_alloc;
 
-	rv = raft_uv_tcp_init(&r->transport, loop);
+	rv = raft__tcp_init(&r->tcp, loop, r->peers[r->id - 1].addr);
 	if (rv != 0) {
-		rv = raft_error(e, rv, "raft_uv_tcp_init", r->transport.errmsg);
+		rv = raft_error(e, rv, "TCP transport", r->tcp.outer.errmsg);
 		goto err_after_alloc;
 	}
-	rv = raft_uv_tcp_set_bind_address(&r->transport, r->peers[r->id - 1].addr);
-	if (rv != 0) {
-		rv = raft_error(e, rv, "bind address", r->transport.errmsg);
-		goto err_after_tcp_init;
-	}
-	rv = raft_uv_init(&r->io, loop, r->dir, &r->transport);
+	rv = raft_uv_init(&r->io, loop, r->dir, &r->tcp.outer);
 	if (rv != 0) {
 		rv = raft_error(e, rv, r->dir, r->io.errmsg);
 		goto err_after_tcp_init;
@@ -1029,7 +1025,7 @@ err_after_raft_init:
 err_after_uv_init:
 	raft_uv_close(&r->io);
 err_after_tcp_init:
-	raft_uv_tcp_close(&r->transport);
+	raft__tcp_close(&r->tcp);
 err_after_alloc:
 	raft_free_config(r);
 	return rv;
