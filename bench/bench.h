@@ -18,7 +18,7 @@ struct bench_cluster {
 	unsigned base; /* API ports base..base+n-1, Raft base+100.. */
 	pid_t pids[BENCH_MAX_MASTERS];
 	char leader_addr[64];
-	unsigned leader; /* index of the leader when the run started */
+	unsigned leader;     /* index of the leader when the run started */
 	struct aep_tls *tls; /* admin client TLS */
 	int keep;
 };

@@ -97,10 +97,10 @@ int bench_cluster_start(struct bench_cluster *c, unsigned n, unsigned base, cons
 				close(fd);
 			}
 			const char *inflight = getenv("AEP_BENCH_MAX_INFLIGHT");
-			execl(c->aep, c->aep, "master", "--name", names[i], "--dir", dir, "--listen",
-			      listen, "--peer", peer, "--initial-cluster", cluster, "--pki", pki,
-			      "--max-inflight", inflight ? inflight : "0", "--http", http,
-			      (char *)NULL);
+			execl(c->aep, c->aep, "master", "--name", names[i], "--dir", dir,
+			      "--listen", listen, "--peer", peer, "--initial-cluster", cluster,
+			      "--pki", pki, "--max-inflight", inflight ? inflight : "0", "--http",
+			      http, (char *)NULL);
 			_exit(127);
 		}
 		c->pids[i] = pid;
@@ -178,7 +178,8 @@ double bench_percentile(double *v, size_t n, double p)
 
 double bench_metric(struct bench_cluster *c, unsigned i, const char *name)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)(c->base + 200 + i))};
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)(c->base + 200 + i))};
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	if (fd < 0)

@@ -110,14 +110,14 @@ static void issue(struct lclient *lc)
 int bench_store(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"masters", required_argument, NULL, 'm'},
-		{"clients", required_argument, NULL, 'c'},
-		{"conns", required_argument, NULL, 'k'},
-		{"objects", required_argument, NULL, 'n'},
-		{"value-size", required_argument, NULL, 'v'},
-		{"base-port", required_argument, NULL, 'p'},
-		{"aep", required_argument, NULL, 'a'},
-		{NULL, 0, NULL, 0},
+	    {"masters", required_argument, NULL, 'm'},
+	    {"clients", required_argument, NULL, 'c'},
+	    {"conns", required_argument, NULL, 'k'},
+	    {"objects", required_argument, NULL, 'n'},
+	    {"value-size", required_argument, NULL, 'v'},
+	    {"base-port", required_argument, NULL, 'p'},
+	    {"aep", required_argument, NULL, 'a'},
+	    {NULL, 0, NULL, 0},
 	};
 	unsigned masters = 3, clients = 1000, conns = 100, base = 17001;
 	uint64_t objects = 100000;
@@ -137,8 +137,8 @@ int bench_store(int argc, char **argv)
 		default: return 2;
 		}
 	}
-	if (masters < 1 || masters > BENCH_MAX_MASTERS || clients < 1 || conns < 1 ||
-	    objects < 1 || value_size > 65536) {
+	if (masters < 1 || masters > BENCH_MAX_MASTERS || clients < 1 || conns < 1 || objects < 1 ||
+	    value_size > 65536) {
 		fprintf(stderr, "aep-bench store: bad arguments\n");
 		return 2;
 	}

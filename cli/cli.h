@@ -36,9 +36,9 @@ int aep_cli_leader_of(const char *addr, struct aep_tls *tls, char *leader, size_
 
 /* ---- manifests ---------------------------------------------------------- */
 
-#define AEP_MANIFEST_MAX (8u << 20) /* bytes of one manifest file */
-#define AEP_MANIFEST_DEPTH 64       /* nesting */
-#define AEP_MANIFEST_NODES 1000000  /* YAML nodes after alias expansion */
+#define AEP_MANIFEST_MAX   (8u << 20) /* bytes of one manifest file */
+#define AEP_MANIFEST_DEPTH 64	      /* nesting */
+#define AEP_MANIFEST_NODES 1000000    /* YAML nodes after alias expansion */
 
 /* The documents of a manifest, each encoded as one msgpack map. */
 struct aep_docs {
@@ -51,8 +51,7 @@ struct aep_docs {
  * YAML's types: quoted -> string, plain ints -> integers, true/false ->
  * bool, null/~ -> nil, floats -> float. Bounded: size, depth, node count
  * (alias bombs). Errors name the line: "line 7: ...". */
-int aep_manifest_parse(const char *text, size_t len, struct aep_docs *out,
-		       struct aep_error *e);
+int aep_manifest_parse(const char *text, size_t len, struct aep_docs *out, struct aep_error *e);
 /* Read FILE ("-" = stdin) and parse it. */
 int aep_manifest_load(const char *path, struct aep_docs *out, struct aep_error *e);
 void aep_docs_free(struct aep_docs *d);

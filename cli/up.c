@@ -126,8 +126,10 @@ static int wait_leader(struct up *u, char *leader, size_t size, unsigned timeout
 		for (unsigned i = 0; i < u->n && rv != 0; i++) {
 			int status;
 			if (waitpid(u->pids[i], &status, WNOHANG) == u->pids[i]) {
-				fprintf(stderr, "error: master m%u exited during start-up; see %s/m%u.log\n",
-					i + 1, u->dir, i + 1);
+				fprintf(
+				    stderr,
+				    "error: master m%u exited during start-up; see %s/m%u.log\n",
+				    i + 1, u->dir, i + 1);
 				u->pids[i] = 0;
 				aep_tls_free(tls);
 				return 1;
@@ -171,11 +173,11 @@ static void stop_all(struct up *u)
 int aep_cli_up(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"masters", required_argument, NULL, 'm'},
-		{"dir", required_argument, NULL, 'd'},
-		{"base-port", required_argument, NULL, 'p'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"masters", required_argument, NULL, 'm'},
+	    {"dir", required_argument, NULL, 'd'},
+	    {"base-port", required_argument, NULL, 'p'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct up u;
 	memset(&u, 0, sizeof(u));
@@ -223,8 +225,9 @@ int aep_cli_up(int argc, char **argv)
 		snprintf(addrs[i], sizeof(addrs[i]), "127.0.0.1:%u", u.base + i);
 		masters[i].name = names[i];
 		masters[i].addr = addrs[i];
-		off += (size_t)snprintf(u.cluster + off, sizeof(u.cluster) - off, "%sm%u=127.0.0.1:%u",
-					i ? "," : "", i + 1, u.base + 100 + i);
+		off +=
+		    (size_t)snprintf(u.cluster + off, sizeof(u.cluster) - off, "%sm%u=127.0.0.1:%u",
+				     i ? "," : "", i + 1, u.base + 100 + i);
 	}
 	char ca[PATH_MAX + 16];
 	snprintf(ca, sizeof(ca), "%s/pki/ca.crt", u.dir);
@@ -252,7 +255,8 @@ int aep_cli_up(int argc, char **argv)
 	}
 	char leader[64] = "";
 	if (wait_leader(&u, leader, sizeof(leader), 60) != 0) {
-		fprintf(stderr, "error: the masters did not elect a leader; logs are in %s\n", u.dir);
+		fprintf(stderr, "error: the masters did not elect a leader; logs are in %s\n",
+			u.dir);
 		stop_all(&u);
 		return 1;
 	}
@@ -283,8 +287,11 @@ int aep_cli_up(int argc, char **argv)
 			while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 				for (unsigned i = 0; i < u.n; i++) {
 					if (u.pids[i] == pid) {
-						fprintf(stderr, "aep up: master m%u exited (%s %d); see %s/m%u.log\n",
-							i + 1, WIFSIGNALED(status) ? "signal" : "status",
+						fprintf(stderr,
+							"aep up: master m%u exited (%s %d); see "
+							"%s/m%u.log\n",
+							i + 1,
+							WIFSIGNALED(status) ? "signal" : "status",
 							WIFSIGNALED(status) ? WTERMSIG(status)
 									    : WEXITSTATUS(status),
 							u.dir, i + 1);

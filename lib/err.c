@@ -6,7 +6,7 @@
 
 static const char *const codes[] = {
 #define AEP__ERR_STR(name, str) str,
-	AEP_ERRORS(AEP__ERR_STR)
+    AEP_ERRORS(AEP__ERR_STR)
 #undef AEP__ERR_STR
 };
 

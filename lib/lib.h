@@ -21,31 +21,31 @@
 #include <msgpack.h>
 
 /* X(ENUM, "WireCode") */
-#define AEP_ERRORS(X)                    \
-	X(OK, "OK")                      \
-	X(NOTFOUND, "NotFound")          \
-	X(EXISTS, "AlreadyExists")       \
-	X(CONFLICT, "Conflict")          \
-	X(INVALID, "Invalid")            \
-	X(FORBIDDEN, "Forbidden")        \
-	X(UNAUTHORIZED, "Unauthorized")  \
-	X(NOTLEADER, "NotLeader")        \
-	X(EXPIRED, "Expired")            \
-	X(UNAVAILABLE, "Unavailable")    \
-	X(TOOLARGE, "TooLarge")          \
-	X(BADREQUEST, "BadRequest")      \
-	X(NOMETHOD, "MethodNotFound")    \
-	X(TIMEOUT, "Timeout")            \
-	X(CANCELED, "Canceled")          \
-	X(NOMEM, "NoMemory")             \
-	X(IO, "IOError")                 \
+#define AEP_ERRORS(X)                   \
+	X(OK, "OK")                     \
+	X(NOTFOUND, "NotFound")         \
+	X(EXISTS, "AlreadyExists")      \
+	X(CONFLICT, "Conflict")         \
+	X(INVALID, "Invalid")           \
+	X(FORBIDDEN, "Forbidden")       \
+	X(UNAUTHORIZED, "Unauthorized") \
+	X(NOTLEADER, "NotLeader")       \
+	X(EXPIRED, "Expired")           \
+	X(UNAVAILABLE, "Unavailable")   \
+	X(TOOLARGE, "TooLarge")         \
+	X(BADREQUEST, "BadRequest")     \
+	X(NOMETHOD, "MethodNotFound")   \
+	X(TIMEOUT, "Timeout")           \
+	X(CANCELED, "Canceled")         \
+	X(NOMEM, "NoMemory")            \
+	X(IO, "IOError")                \
 	X(INTERNAL, "Internal")
 
 enum aep_err {
 #define AEP__ERR_ENUM(name, str) AEP_E##name,
 	AEP_ERRORS(AEP__ERR_ENUM)
 #undef AEP__ERR_ENUM
-	AEP_E__COUNT
+	    AEP_E__COUNT
 };
 #define AEP_OK AEP_EOK
 
@@ -64,10 +64,10 @@ struct aep_error {
 
 /* Set @e to @code with a formatted message; returns @code. */
 int aep_errorf(struct aep_error *e, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* Prefix the message already in @e with "CONTEXT: "; returns e->code. */
 int aep_error_prefix(struct aep_error *e, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 void aep_error_clear(struct aep_error *e);
 
 /* ---- heap ---------------------------------------------------------------
@@ -100,8 +100,7 @@ void aep_buf_free(struct aep_buf *b);
 void aep_buf_reset(struct aep_buf *b); /* len = 0, keeps memory */
 int aep_buf_reserve(struct aep_buf *b, size_t extra);
 int aep_buf_append(struct aep_buf *b, const void *data, size_t len);
-int aep_buf_printf(struct aep_buf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+int aep_buf_printf(struct aep_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Hand the bytes to the caller (who aep_free()s them); @b becomes empty. */
 char *aep_buf_steal(struct aep_buf *b, size_t *len);
 
@@ -114,11 +113,11 @@ void aep_pack_strn(msgpack_packer *pk, const char *s, size_t n);
 
 /* ---- msgpack limits ----------------------------------------------------- */
 struct aep_mp_limits {
-	size_t max_bytes;     /* total encoded size of one object */
-	unsigned max_depth;   /* nesting of arrays/maps; 1 = flat */
-	uint32_t max_len;     /* elements in one array or pairs in one map */
-	uint32_t max_str;     /* bytes in one str/bin/ext */
-	uint64_t max_items;   /* all elements in the object together */
+	size_t max_bytes;   /* total encoded size of one object */
+	unsigned max_depth; /* nesting of arrays/maps; 1 = flat */
+	uint32_t max_len;   /* elements in one array or pairs in one map */
+	uint32_t max_str;   /* bytes in one str/bin/ext */
+	uint64_t max_items; /* all elements in the object together */
 };
 
 /* The defaults used on the API: 4 MiB, depth 32, 100000 elements per
@@ -130,13 +129,13 @@ extern const struct aep_mp_limits aep_mp_default_limits;
  * present and within @lim; AEP_EAGAIN-like incompleteness is reported as
  * AEP_ECANCELED with *@used = 0 ("need more bytes"); a limit or a malformed
  * byte gives AEP_ETOOLARGE / AEP_EBADREQUEST with a message in @e. */
-int aep_mp_check(const char *buf, size_t len, const struct aep_mp_limits *lim,
-		 size_t *used, struct aep_error *e);
+int aep_mp_check(const char *buf, size_t len, const struct aep_mp_limits *lim, size_t *used,
+		 struct aep_error *e);
 
 /* Unpack exactly one object from @buf (already checked by aep_mp_check)
  * into @zone. Returns 0 or AEP_EBADREQUEST / AEP_ENOMEM. */
-int aep_mp_unpack(const char *buf, size_t len, msgpack_zone *zone,
-		  msgpack_object *out, struct aep_error *e);
+int aep_mp_unpack(const char *buf, size_t len, msgpack_zone *zone, msgpack_object *out,
+		  struct aep_error *e);
 
 /* Small helpers for reading msgpack_object maps. */
 const msgpack_object *aep_mp_map_get(const msgpack_object *map, const char *key);

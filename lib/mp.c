@@ -10,11 +10,11 @@
 #include <string.h>
 
 const struct aep_mp_limits aep_mp_default_limits = {
-	.max_bytes = 4u << 20,
-	.max_depth = 32,
-	.max_len = 100000,
-	.max_str = 1u << 20,
-	.max_items = 1000000,
+    .max_bytes = 4u << 20,
+    .max_depth = 32,
+    .max_len = 100000,
+    .max_str = 1u << 20,
+    .max_items = 1000000,
 };
 
 #define MP_MAX_DEPTH 128
@@ -27,8 +27,8 @@ static uint64_t be(const unsigned char *p, unsigned n)
 	return v;
 }
 
-int aep_mp_check(const char *buf, size_t len, const struct aep_mp_limits *lim,
-		 size_t *used, struct aep_error *e)
+int aep_mp_check(const char *buf, size_t len, const struct aep_mp_limits *lim, size_t *used,
+		 struct aep_error *e)
 {
 	const unsigned char *p = (const unsigned char *)buf;
 	uint64_t stack[MP_MAX_DEPTH]; /* elements still owed at each level */
@@ -56,10 +56,10 @@ int aep_mp_check(const char *buf, size_t len, const struct aep_mp_limits *lim,
 			return aep_errorf(e, AEP_ETOOLARGE, "message has more than %llu elements",
 					  (unsigned long long)lim->max_items);
 		unsigned char c = p[off++];
-		uint64_t skip = 0;   /* payload bytes after the header */
-		uint64_t count = 0;  /* children for arrays/maps */
+		uint64_t skip = 0;  /* payload bytes after the header */
+		uint64_t count = 0; /* children for arrays/maps */
 		bool container = false;
-		unsigned hdr = 0;    /* length bytes that follow the type byte */
+		unsigned hdr = 0; /* length bytes that follow the type byte */
 
 		if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) {
 			/* fixint, nil, bool */
@@ -73,27 +73,55 @@ int aep_mp_check(const char *buf, size_t len, const struct aep_mp_limits *lim,
 			skip = c & 0x1f;
 		} else {
 			switch (c) {
-			case 0xc4: case 0xd9: hdr = 1; break;
-			case 0xc5: case 0xda: hdr = 2; break;
-			case 0xc6: case 0xdb: hdr = 4; break;
-			case 0xc7: hdr = 1; skip = 1; break;
-			case 0xc8: hdr = 2; skip = 1; break;
-			case 0xc9: hdr = 4; skip = 1; break;
+			case 0xc4:
+			case 0xd9: hdr = 1; break;
+			case 0xc5:
+			case 0xda: hdr = 2; break;
+			case 0xc6:
+			case 0xdb: hdr = 4; break;
+			case 0xc7:
+				hdr = 1;
+				skip = 1;
+				break;
+			case 0xc8:
+				hdr = 2;
+				skip = 1;
+				break;
+			case 0xc9:
+				hdr = 4;
+				skip = 1;
+				break;
 			case 0xca: skip = 4; break;
 			case 0xcb: skip = 8; break;
-			case 0xcc: case 0xd0: skip = 1; break;
-			case 0xcd: case 0xd1: skip = 2; break;
-			case 0xce: case 0xd2: skip = 4; break;
-			case 0xcf: case 0xd3: skip = 8; break;
+			case 0xcc:
+			case 0xd0: skip = 1; break;
+			case 0xcd:
+			case 0xd1: skip = 2; break;
+			case 0xce:
+			case 0xd2: skip = 4; break;
+			case 0xcf:
+			case 0xd3: skip = 8; break;
 			case 0xd4: skip = 2; break;
 			case 0xd5: skip = 3; break;
 			case 0xd6: skip = 5; break;
 			case 0xd7: skip = 9; break;
 			case 0xd8: skip = 17; break;
-			case 0xdc: hdr = 2; container = true; break;
-			case 0xdd: hdr = 4; container = true; break;
-			case 0xde: hdr = 2; container = true; break;
-			case 0xdf: hdr = 4; container = true; break;
+			case 0xdc:
+				hdr = 2;
+				container = true;
+				break;
+			case 0xdd:
+				hdr = 4;
+				container = true;
+				break;
+			case 0xde:
+				hdr = 2;
+				container = true;
+				break;
+			case 0xdf:
+				hdr = 4;
+				container = true;
+				break;
 			default:
 				return aep_errorf(e, AEP_EBADREQUEST,
 						  "malformed msgpack: byte 0x%02x at offset %zu", c,
@@ -108,9 +136,10 @@ int aep_mp_check(const char *buf, size_t len, const struct aep_mp_limits *lim,
 					count = (c == 0xde || c == 0xdf) ? 2 * n : n;
 				} else {
 					if (n > lim->max_str)
-						return aep_errorf(e, AEP_ETOOLARGE,
-								  "string of %llu bytes exceeds the limit of %u",
-								  (unsigned long long)n, lim->max_str);
+						return aep_errorf(
+						    e, AEP_ETOOLARGE,
+						    "string of %llu bytes exceeds the limit of %u",
+						    (unsigned long long)n, lim->max_str);
 					skip += n;
 				}
 			}
@@ -118,13 +147,15 @@ int aep_mp_check(const char *buf, size_t len, const struct aep_mp_limits *lim,
 		if (container) {
 			uint64_t pairs = count;
 			if (pairs > 2ull * lim->max_len)
-				return aep_errorf(e, AEP_ETOOLARGE,
-						  "container of %llu elements exceeds the limit of %u",
-						  (unsigned long long)pairs, lim->max_len);
+				return aep_errorf(
+				    e, AEP_ETOOLARGE,
+				    "container of %llu elements exceeds the limit of %u",
+				    (unsigned long long)pairs, lim->max_len);
 			if (count > 0) {
 				if (depth + 1 >= max_depth)
 					return aep_errorf(e, AEP_ETOOLARGE,
-							  "nesting deeper than %u levels", lim->max_depth);
+							  "nesting deeper than %u levels",
+							  lim->max_depth);
 				/* Each element needs at least one byte. */
 				if (count > lim->max_bytes)
 					goto too_big;
@@ -156,14 +187,12 @@ int aep_mp_unpack(const char *buf, size_t len, msgpack_zone *zone, msgpack_objec
 	size_t off = 0;
 	msgpack_unpack_return r = msgpack_unpack(buf, len, &off, zone, out);
 	switch (r) {
-	case MSGPACK_UNPACK_SUCCESS:
-		return 0;
+	case MSGPACK_UNPACK_SUCCESS: return 0;
 	case MSGPACK_UNPACK_EXTRA_BYTES:
 		return aep_errorf(e, AEP_EBADREQUEST, "trailing bytes after msgpack object");
 	case MSGPACK_UNPACK_NOMEM_ERROR:
 		return aep_errorf(e, AEP_ENOMEM, "out of memory decoding msgpack");
-	default:
-		return aep_errorf(e, AEP_EBADREQUEST, "malformed msgpack");
+	default: return aep_errorf(e, AEP_EBADREQUEST, "malformed msgpack");
 	}
 }
 

@@ -26,13 +26,13 @@ struct method_info {
 
 static const struct method_info methods[] = {
 #define MASTER__M_INFO(e, s, w) {s, w},
-	MASTER_METHODS(MASTER__M_INFO)
+    MASTER_METHODS(MASTER__M_INFO)
 #undef MASTER__M_INFO
 };
 
 static const double bucket_bounds[] = {
 #define MASTER__BOUND(b) b,
-	MASTER_BUCKETS(MASTER__BOUND)
+    MASTER_BUCKETS(MASTER__BOUND)
 #undef MASTER__BOUND
 };
 
@@ -44,8 +44,8 @@ struct watch {
 	struct aep_watch *w;
 	struct conn_state *cs;
 	bool expired;
-	bool starting;        /* replaying: events go to @replay */
-	uint64_t from;        /* events at or below this revision are not sent */
+	bool starting; /* replaying: events go to @replay */
+	uint64_t from; /* events at or below this revision are not sent */
 	struct aep_buf replay;
 	uint32_t nreplay;
 };
@@ -157,8 +157,7 @@ static int uuid4(struct master *m, char out[40])
 
 /* A string parameter copied to the heap; NULL when absent. Returns
  * AEP_EBADREQUEST when present but not a string. */
-static int param_str(const msgpack_object *params, const char *key, char **out,
-		     struct aep_error *e)
+static int param_str(const msgpack_object *params, const char *key, char **out, struct aep_error *e)
 {
 	*out = NULL;
 	const msgpack_object *v = aep_mp_map_get(params, key);
@@ -207,8 +206,7 @@ static bool param_bool(const msgpack_object *params, const char *key)
 
 /* Refuse parameters a method does not know, so typos are not silently
  * ignored. @known is NULL-terminated. */
-static int check_params(const msgpack_object *params, const char *const *known,
-			struct aep_error *e)
+static int check_params(const msgpack_object *params, const char *const *known, struct aep_error *e)
 {
 	if (params == NULL || params->type == MSGPACK_OBJECT_NIL)
 		return 0;
@@ -217,7 +215,8 @@ static int check_params(const msgpack_object *params, const char *const *known,
 	for (uint32_t i = 0; i < params->via.map.size; i++) {
 		const msgpack_object *k = &params->via.map.ptr[i].key;
 		bool ok = false;
-		for (const char *const *p = known; *p != NULL && k->type == MSGPACK_OBJECT_STR; p++) {
+		for (const char *const *p = known; *p != NULL && k->type == MSGPACK_OBJECT_STR;
+		     p++) {
 			if (aep_mp_str_eq(k, *p)) {
 				ok = true;
 				break;
@@ -225,9 +224,10 @@ static int check_params(const msgpack_object *params, const char *const *known,
 		}
 		if (!ok) {
 			if (k->type == MSGPACK_OBJECT_STR)
-				return aep_errorf(e, AEP_EBADREQUEST, "unknown parameter \"%.*s\"",
-						  (int)(k->via.str.size > 64 ? 64 : k->via.str.size),
-						  k->via.str.ptr);
+				return aep_errorf(
+				    e, AEP_EBADREQUEST, "unknown parameter \"%.*s\"",
+				    (int)(k->via.str.size > 64 ? 64 : k->via.str.size),
+				    k->via.str.ptr);
 			return aep_errorf(e, AEP_EBADREQUEST, "parameter names must be strings");
 		}
 	}
@@ -324,8 +324,8 @@ static struct aep_rpc_client *fwd_client(struct master *m, struct aep_error *e)
 		return NULL;
 	}
 	struct aep_rpc_client_config cfg = {
-		.servers = m->fwd_addr,
-		.tls = m->client_tls,
+	    .servers = m->fwd_addr,
+	    .tls = m->client_tls,
 	};
 	if (aep_rpc_client_new(m->loop, &cfg, &m->fwd, e) != 0)
 		return NULL;
@@ -337,7 +337,8 @@ static void fwd_done(void *data, const struct aep_rpc_reply *reply)
 	struct req *r = data;
 	if (reply->code != 0) {
 		char msg[AEP_ERRMSG_MAX];
-		snprintf(msg, sizeof(msg), "%.*s", (int)reply->msg_len, reply->msg ? reply->msg : "");
+		snprintf(msg, sizeof(msg), "%.*s", (int)reply->msg_len,
+			 reply->msg ? reply->msg : "");
 		if (reply->details != NULL) {
 			struct aep_buf b;
 			msgpack_packer pk;
@@ -479,8 +480,8 @@ static void handle_create_update(struct req *r, const msgpack_object *params)
 		char what[AEP_NAME_MAX * 2 + 32];
 		char msg[AEP_ERRMSG_MAX];
 		object_label(o, what, sizeof(what));
-		snprintf(msg, sizeof(msg), "create %.400s: metadata.resourceVersion must not be set",
-			 what);
+		snprintf(msg, sizeof(msg),
+			 "create %.400s: metadata.resourceVersion must not be set", what);
 		aep_object_unref(o);
 		req_error(r, AEP_EINVALID, msg);
 		return;
@@ -491,14 +492,14 @@ static void handle_create_update(struct req *r, const msgpack_object *params)
 		return;
 	}
 	struct aep_cmd cmd = {
-		.op = r->method == MASTER_M_CREATE ? AEP_OP_CREATE : AEP_OP_UPDATE,
-		.kind = o->kind,
-		.ns = o->meta.ns,
-		.name = o->meta.name,
-		.precond_rv = r->method == MASTER_M_UPDATE ? o->meta.rv : 0,
-		.now_ns = aep_now_realtime_ns(),
-		.obj = o->data,
-		.obj_len = o->len,
+	    .op = r->method == MASTER_M_CREATE ? AEP_OP_CREATE : AEP_OP_UPDATE,
+	    .kind = o->kind,
+	    .ns = o->meta.ns,
+	    .name = o->meta.name,
+	    .precond_rv = r->method == MASTER_M_UPDATE ? o->meta.rv : 0,
+	    .now_ns = aep_now_realtime_ns(),
+	    .obj = o->data,
+	    .obj_len = o->len,
 	};
 	if (cmd.op == AEP_OP_CREATE && uuid4(m, cmd.uid) != 0) {
 		aep_object_unref(o);
@@ -531,12 +532,12 @@ static void handle_delete(struct req *r, const msgpack_object *params)
 		return;
 	}
 	struct aep_cmd cmd = {
-		.op = AEP_OP_DELETE,
-		.kind = kind,
-		.ns = r->ns,
-		.name = r->name,
-		.precond_rv = rev,
-		.now_ns = aep_now_realtime_ns(),
+	    .op = AEP_OP_DELETE,
+	    .kind = kind,
+	    .ns = r->ns,
+	    .name = r->name,
+	    .precond_rv = rev,
+	    .now_ns = aep_now_realtime_ns(),
 	};
 	submit(r, &cmd);
 }
@@ -562,10 +563,10 @@ static void handle_announce(struct req *r, const msgpack_object *params)
 		return;
 	}
 	struct aep_cmd cmd = {
-		.op = AEP_OP_MEMBER,
-		.name = r->name,
-		.member_api = api,
-		.member_peer = peer,
+	    .op = AEP_OP_MEMBER,
+	    .name = r->name,
+	    .member_api = api,
+	    .member_peer = peer,
 	};
 	submit(r, &cmd);
 	aep_free(api);
@@ -818,8 +819,8 @@ static void handle_watch(struct req *r, const msgpack_object *params)
 {
 	struct master *m = r->m;
 	struct aep_error e = {0};
-	static const char *const known[] = {"kind", "namespace", "labelSelector",
-					    "resourceVersion", NULL};
+	static const char *const known[] = {"kind", "namespace", "labelSelector", "resourceVersion",
+					    NULL};
 	enum aep_kind kind;
 	uint64_t from;
 	char *selstr = NULL;
@@ -1113,8 +1114,8 @@ static void on_close(struct aep_rpc_conn *c, void *data)
 }
 
 const struct aep_rpc_handler master__rpc_handler = {
-	.on_request = on_request,
-	.on_close = on_close,
+    .on_request = on_request,
+    .on_close = on_close,
 };
 
 /* ---- leadership, members, metrics ------------------------------------------- */
@@ -1149,10 +1150,10 @@ static void maybe_announce(struct master *m)
 	}
 	if (is_leader(m)) {
 		struct aep_cmd cmd = {
-			.op = AEP_OP_MEMBER,
-			.name = m->name,
-			.member_api = m->advertise,
-			.member_peer = m->peer,
+		    .op = AEP_OP_MEMBER,
+		    .name = m->name,
+		    .member_api = m->advertise,
+		    .member_peer = m->peer,
 		};
 		if (aep_raft_submit(m->raft, &cmd, announce_self_done, m) == 0)
 			m->announce_inflight = true;

@@ -10,21 +10,21 @@
 
 static const char *const method_names[] = {
 #define MASTER__M_NAME(e, s, w) s,
-	MASTER_METHODS(MASTER__M_NAME)
+    MASTER_METHODS(MASTER__M_NAME)
 #undef MASTER__M_NAME
 };
 
 static const char *const bucket_labels[] = {
 #define MASTER__BLABEL(b) #b,
-	MASTER_BUCKETS(MASTER__BLABEL)
+    MASTER_BUCKETS(MASTER__BLABEL)
 #undef MASTER__BLABEL
 };
 
 static void gauge(struct aep_buf *b, const char *name, const char *help, const char *type,
 		  const char *master, unsigned long long v)
 {
-	aep_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s{master=\"%s\"} %llu\n", name, help,
-		       name, type, name, master, v);
+	aep_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s{master=\"%s\"} %llu\n", name, help, name,
+		       type, name, master, v);
 }
 
 static void render_metrics(struct master *m, struct aep_buf *b)
@@ -35,20 +35,19 @@ static void render_metrics(struct master *m, struct aep_buf *b)
 	gauge(b, "aep_raft_term", "Current Raft term.", "gauge", n, x->raft.term);
 	gauge(b, "aep_raft_commit_index", "Highest Raft index known committed.", "gauge", n,
 	      x->raft.commit_index);
-	gauge(b, "aep_raft_applied_index", "Highest Raft index applied to the store.", "gauge",
-	      n, x->raft.applied_index);
+	gauge(b, "aep_raft_applied_index", "Highest Raft index applied to the store.", "gauge", n,
+	      x->raft.applied_index);
 	gauge(b, "aep_raft_last_index", "Last Raft index in the local log.", "gauge", n,
 	      x->raft.last_index);
 	gauge(b, "aep_raft_is_leader", "1 when this master is the Raft leader.", "gauge", n,
 	      x->raft.leader ? 1 : 0);
-	aep_buf_printf(b,
-		       "# HELP aep_raft_leader The master this one sees as leader (value 1).\n"
-		       "# TYPE aep_raft_leader gauge\n");
+	aep_buf_printf(b, "# HELP aep_raft_leader The master this one sees as leader (value 1).\n"
+			  "# TYPE aep_raft_leader gauge\n");
 	if (x->leader_name[0] != '\0')
 		aep_buf_printf(b, "aep_raft_leader{master=\"%s\",leader=\"%s\"} 1\n", n,
 			       x->leader_name);
-	gauge(b, "aep_raft_entries_applied_total", "Raft entries applied since start.",
-	      "counter", n, x->raft.entries_applied);
+	gauge(b, "aep_raft_entries_applied_total", "Raft entries applied since start.", "counter",
+	      n, x->raft.entries_applied);
 	gauge(b, "aep_raft_commands_applied_total",
 	      "Commands applied since start (many per entry with group commit).", "counter", n,
 	      x->raft.commands_applied);
@@ -73,26 +72,29 @@ static void render_metrics(struct master *m, struct aep_buf *b)
 	aep_buf_printf(b, "# HELP aep_api_request_errors_total API requests answered with an "
 			  "error, by method.\n# TYPE aep_api_request_errors_total counter\n");
 	for (int i = 0; i < MASTER_M__COUNT; i++)
-		aep_buf_printf(b, "aep_api_request_errors_total{master=\"%s\",method=\"%s\"} %llu\n",
+		aep_buf_printf(b,
+			       "aep_api_request_errors_total{master=\"%s\",method=\"%s\"} %llu\n",
 			       n, method_names[i], (unsigned long long)x->methods[i].errors);
 	aep_buf_printf(b, "# HELP aep_api_request_duration_seconds API request latency.\n"
 			  "# TYPE aep_api_request_duration_seconds histogram\n");
 	for (int i = 0; i < MASTER_M__COUNT; i++) {
 		const struct master_method_stats *st = &x->methods[i];
 		for (int j = 0; j < MASTER_NBUCKETS; j++)
-			aep_buf_printf(b,
-				       "aep_api_request_duration_seconds_bucket{master=\"%s\",method="
-				       "\"%s\",le=\"%s\"} %llu\n",
-				       n, method_names[i], bucket_labels[j],
-				       (unsigned long long)st->buckets[j]);
-		aep_buf_printf(b,
-			       "aep_api_request_duration_seconds_bucket{master=\"%s\",method=\"%s\","
-			       "le=\"+Inf\"} %llu\n"
-			       "aep_api_request_duration_seconds_sum{master=\"%s\",method=\"%s\"} %.6f\n"
-			       "aep_api_request_duration_seconds_count{master=\"%s\",method=\"%s\"} "
-			       "%llu\n",
-			       n, method_names[i], (unsigned long long)st->count, n, method_names[i],
-			       st->sum_s, n, method_names[i], (unsigned long long)st->count);
+			aep_buf_printf(
+			    b,
+			    "aep_api_request_duration_seconds_bucket{master=\"%s\",method="
+			    "\"%s\",le=\"%s\"} %llu\n",
+			    n, method_names[i], bucket_labels[j],
+			    (unsigned long long)st->buckets[j]);
+		aep_buf_printf(
+		    b,
+		    "aep_api_request_duration_seconds_bucket{master=\"%s\",method=\"%s\","
+		    "le=\"+Inf\"} %llu\n"
+		    "aep_api_request_duration_seconds_sum{master=\"%s\",method=\"%s\"} %.6f\n"
+		    "aep_api_request_duration_seconds_count{master=\"%s\",method=\"%s\"} "
+		    "%llu\n",
+		    n, method_names[i], (unsigned long long)st->count, n, method_names[i],
+		    st->sum_s, n, method_names[i], (unsigned long long)st->count);
 	}
 	pthread_mutex_unlock(&x->lock);
 }
@@ -103,7 +105,7 @@ static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, con
 	size_t len = 0;
 	char *data = aep_buf_steal(body, &len);
 	struct MHD_Response *resp =
-		MHD_create_response_from_buffer_with_free_callback(len, data, aep_free);
+	    MHD_create_response_from_buffer_with_free_callback(len, data, aep_free);
 	if (resp == NULL) {
 		aep_free(data);
 		return MHD_NO;
@@ -137,7 +139,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 		pthread_mutex_lock(&m->metrics.lock);
 		bool ready = m->metrics.ready;
 		pthread_mutex_unlock(&m->metrics.lock);
-		aep_buf_printf(&body, ready ? "ok\n" : "not ready: no leader or still catching up\n");
+		aep_buf_printf(&body,
+			       ready ? "ok\n" : "not ready: no leader or still catching up\n");
 		return respond(conn, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
 			       "text/plain", &body);
 	}
@@ -159,11 +162,10 @@ int master__http_start(struct master *m, struct aep_error *e)
 	if (aep_addr_parse(m->http, &ss, e) != 0)
 		return e->code;
 	struct MHD_Daemon *d = MHD_start_daemon(
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
-			(ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-		0, NULL, NULL, handler, m, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-		MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT, 10u,
-		MHD_OPTION_END);
+	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
+		(ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+	    0, NULL, NULL, handler, m, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+	    MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
 	if (d == NULL)
 		return aep_errorf(e, AEP_EIO, "cannot listen (address in use?)");
 	m->httpd = d;

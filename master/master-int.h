@@ -13,30 +13,31 @@
 #include "state/state.h"
 
 /* Request latency histogram buckets (seconds), Prometheus style. */
-#define MASTER_BUCKETS(X) \
-	X(0.0005) X(0.001) X(0.0025) X(0.005) X(0.01) X(0.025) X(0.05) X(0.1) X(0.25) X(0.5) X(1) \
-	X(2.5) X(5)
+#define MASTER_BUCKETS(X)                                                                      \
+	X(0.0005)                                                                              \
+	X(0.001) X(0.0025) X(0.005) X(0.01) X(0.025) X(0.05) X(0.1) X(0.25) X(0.5) X(1) X(2.5) \
+	    X(5)
 #define MASTER__BUCKET_COUNT(b) +1
 enum { MASTER_NBUCKETS = 0 MASTER_BUCKETS(MASTER__BUCKET_COUNT) };
 
 /* X(enum, "method", write?) — the API's methods (docs/API.md). */
-#define MASTER_METHODS(X)              \
-	X(CREATE, "create", true)      \
-	X(GET, "get", false)           \
-	X(LIST, "list", false)         \
-	X(UPDATE, "update", true)      \
-	X(DELETE, "delete", true)      \
-	X(WATCH, "watch", false)       \
-	X(UNWATCH, "unwatch", false)   \
-	X(STATUS, "status", false)     \
-	X(MEMBERS, "members", false)   \
+#define MASTER_METHODS(X)            \
+	X(CREATE, "create", true)    \
+	X(GET, "get", false)         \
+	X(LIST, "list", false)       \
+	X(UPDATE, "update", true)    \
+	X(DELETE, "delete", true)    \
+	X(WATCH, "watch", false)     \
+	X(UNWATCH, "unwatch", false) \
+	X(STATUS, "status", false)   \
+	X(MEMBERS, "members", false) \
 	X(ANNOUNCE, "announce", true)
 
 enum master_method {
 #define MASTER__M_ENUM(e, s, w) MASTER_M_##e,
 	MASTER_METHODS(MASTER__M_ENUM)
 #undef MASTER__M_ENUM
-	MASTER_M__COUNT
+	    MASTER_M__COUNT
 };
 
 struct master_method_stats {
@@ -102,7 +103,7 @@ struct master {
 	int exit_code;
 
 	unsigned char rand_pool[4096]; /* for uids; see uuid4() */
-	size_t rand_off;               /* starts at sizeof(rand_pool): empty */
+	size_t rand_off;	       /* starts at sizeof(rand_pool): empty */
 
 	uint64_t next_watch_id;
 	uint64_t nwatches;

@@ -18,29 +18,29 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: aep master --name NAME --dir DIR --listen ADDR --peer ADDR\n"
-		"                  --initial-cluster NAME=PEERADDR,... [--pki DIR]\n"
-		"                  [--advertise ADDR] [--http ADDR]\n"
-		"                  [--snapshot-threshold N] [--snapshot-trailing N]\n"
-		"                  [--max-inflight N]\n"
-		"\n"
-		"  --name               this master's name, one of --initial-cluster\n"
-		"  --dir                data directory (Raft log and snapshots)\n"
-		"  --listen             API address (msgpack-RPC over TLS), e.g. 127.0.0.1:7001\n"
-		"  --advertise          API address given to clients and peers (default --listen)\n"
-		"  --peer               Raft address, e.g. 127.0.0.1:7101\n"
-		"  --initial-cluster    every master's Raft address: m1=127.0.0.1:7101,...\n"
-		"  --pki                directory with ca.crt, NAME.crt, NAME.key (default DIR/pki)\n"
-		"  --http               address for /livez /readyz /metrics (plain HTTP)\n"
-		"  --snapshot-threshold entries between snapshots (default 8192)\n"
-		"  --snapshot-trailing  entries kept behind a snapshot (default 2048)\n"
-		"  --max-inflight       Raft entries in flight at once (group commit; default 4)\n");
+	fprintf(
+	    f,
+	    "usage: aep master --name NAME --dir DIR --listen ADDR --peer ADDR\n"
+	    "                  --initial-cluster NAME=PEERADDR,... [--pki DIR]\n"
+	    "                  [--advertise ADDR] [--http ADDR]\n"
+	    "                  [--snapshot-threshold N] [--snapshot-trailing N]\n"
+	    "                  [--max-inflight N]\n"
+	    "\n"
+	    "  --name               this master's name, one of --initial-cluster\n"
+	    "  --dir                data directory (Raft log and snapshots)\n"
+	    "  --listen             API address (msgpack-RPC over TLS), e.g. 127.0.0.1:7001\n"
+	    "  --advertise          API address given to clients and peers (default --listen)\n"
+	    "  --peer               Raft address, e.g. 127.0.0.1:7101\n"
+	    "  --initial-cluster    every master's Raft address: m1=127.0.0.1:7101,...\n"
+	    "  --pki                directory with ca.crt, NAME.crt, NAME.key (default DIR/pki)\n"
+	    "  --http               address for /livez /readyz /metrics (plain HTTP)\n"
+	    "  --snapshot-threshold entries between snapshots (default 8192)\n"
+	    "  --snapshot-trailing  entries kept behind a snapshot (default 2048)\n"
+	    "  --max-inflight       Raft entries in flight at once (group commit; default 4)\n");
 }
 
 /* "m1=127.0.0.1:7101,m2=..." into peers (pointing into @spec, modified). */
-static int parse_cluster(char *spec, struct aep_raft_peer **out, unsigned *n,
-			 struct aep_error *e)
+static int parse_cluster(char *spec, struct aep_raft_peer **out, unsigned *n, struct aep_error *e)
 {
 	unsigned cap = 1;
 	for (const char *p = spec; *p; p++)
@@ -52,7 +52,8 @@ static int parse_cluster(char *spec, struct aep_raft_peer **out, unsigned *n,
 		return aep_errorf(e, AEP_ENOMEM, "out of memory");
 	unsigned i = 0;
 	char *save = NULL;
-	for (char *tok = strtok_r(spec, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+	for (char *tok = strtok_r(spec, ",", &save); tok != NULL;
+	     tok = strtok_r(NULL, ",", &save)) {
 		char *eq = strchr(tok, '=');
 		if (eq == NULL || eq == tok || eq[1] == '\0') {
 			aep_free(peers);
@@ -69,7 +70,8 @@ static int parse_cluster(char *spec, struct aep_raft_peer **out, unsigned *n,
 		struct sockaddr_storage ss;
 		if (aep_addr_parse(eq + 1, &ss, &ve) != 0) {
 			aep_free(peers);
-			return aep_errorf(e, AEP_EINVALID, "--initial-cluster: %s: %s", tok, ve.msg);
+			return aep_errorf(e, AEP_EINVALID, "--initial-cluster: %s: %s", tok,
+					  ve.msg);
 		}
 		for (unsigned j = 0; j < i; j++) {
 			if (strcmp(peers[j].name, tok) == 0) {
@@ -158,19 +160,19 @@ static int load_tls(struct master *m, struct aep_error *e)
 int aep_master_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"name", required_argument, NULL, 'n'},
-		{"dir", required_argument, NULL, 'd'},
-		{"listen", required_argument, NULL, 'l'},
-		{"advertise", required_argument, NULL, 'a'},
-		{"peer", required_argument, NULL, 'p'},
-		{"initial-cluster", required_argument, NULL, 'c'},
-		{"pki", required_argument, NULL, 'k'},
-		{"http", required_argument, NULL, 'h'},
-		{"snapshot-threshold", required_argument, NULL, 'T'},
-		{"snapshot-trailing", required_argument, NULL, 'R'},
-		{"max-inflight", required_argument, NULL, 'I'},
-		{"help", no_argument, NULL, '?'},
-		{NULL, 0, NULL, 0},
+	    {"name", required_argument, NULL, 'n'},
+	    {"dir", required_argument, NULL, 'd'},
+	    {"listen", required_argument, NULL, 'l'},
+	    {"advertise", required_argument, NULL, 'a'},
+	    {"peer", required_argument, NULL, 'p'},
+	    {"initial-cluster", required_argument, NULL, 'c'},
+	    {"pki", required_argument, NULL, 'k'},
+	    {"http", required_argument, NULL, 'h'},
+	    {"snapshot-threshold", required_argument, NULL, 'T'},
+	    {"snapshot-trailing", required_argument, NULL, 'R'},
+	    {"max-inflight", required_argument, NULL, 'I'},
+	    {"help", no_argument, NULL, '?'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct master m;
 	memset(&m, 0, sizeof(m));
@@ -251,17 +253,17 @@ int aep_master_main(int argc, char **argv)
 		goto err_after_tls;
 	}
 	struct aep_raft_config rc = {
-		.name = m.name,
-		.dir = m.dir,
-		.peers = m.peers,
-		.npeers = m.npeers,
-		.store = m.store,
-		.snapshot_threshold = m.snapshot_threshold,
-		.snapshot_trailing = m.snapshot_trailing,
-		.max_inflight = m.max_inflight,
-		.on_leadership = master__leadership,
-		.on_applied = master__applied,
-		.data = &m,
+	    .name = m.name,
+	    .dir = m.dir,
+	    .peers = m.peers,
+	    .npeers = m.npeers,
+	    .store = m.store,
+	    .snapshot_threshold = m.snapshot_threshold,
+	    .snapshot_trailing = m.snapshot_trailing,
+	    .max_inflight = m.max_inflight,
+	    .on_leadership = master__leadership,
+	    .on_applied = master__applied,
+	    .data = &m,
 	};
 	if (aep_raft_start(m.loop, &rc, &m.raft, &e) != 0) {
 		fprintf(stderr, "aep master %s: raft: %s\n", m.name, e.msg);

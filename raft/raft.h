@@ -32,16 +32,16 @@ struct aep_raft_peer {
 };
 
 struct aep_raft_config {
-	const char *name;                 /* this peer, one of @peers */
-	const char *dir;                  /* data directory (raft/ inside) */
-	const struct aep_raft_peer *peers;/* the initial cluster; ids = position + 1 */
+	const char *name;		   /* this peer, one of @peers */
+	const char *dir;		   /* data directory (raft/ inside) */
+	const struct aep_raft_peer *peers; /* the initial cluster; ids = position + 1 */
 	unsigned npeers;
-	struct aep_store *store;          /* applied to; owned by the caller */
-	unsigned snapshot_threshold;      /* 0: 8192 entries */
-	unsigned snapshot_trailing;       /* 0: 2048 entries */
-	unsigned election_timeout_ms;     /* 0: 1000 */
-	unsigned heartbeat_timeout_ms;    /* 0: 100 */
-	unsigned max_inflight;            /* entries in flight at once; 0: 4 */
+	struct aep_store *store;       /* applied to; owned by the caller */
+	unsigned snapshot_threshold;   /* 0: 8192 entries */
+	unsigned snapshot_trailing;    /* 0: 2048 entries */
+	unsigned election_timeout_ms;  /* 0: 1000 */
+	unsigned heartbeat_timeout_ms; /* 0: 100 */
+	unsigned max_inflight;	       /* entries in flight at once; 0: 4 */
 	/* Called on the loop whenever this peer gains or loses leadership. */
 	void (*on_leadership)(void *data, bool leader);
 	/* Called after each applied entry (after the store changed). */
@@ -88,8 +88,8 @@ struct aep_raft_status {
 	uint64_t commit_index;
 	uint64_t applied_index;
 	uint64_t last_index;
-	uint64_t entries_applied;   /* since start */
-	uint64_t commands_applied;  /* since start */
+	uint64_t entries_applied;  /* since start */
+	uint64_t commands_applied; /* since start */
 	uint64_t snapshots_taken;
 	uint64_t snapshots_installed;
 };

@@ -152,7 +152,10 @@ static void test_mp_check_limits(void **state)
 	/* Small limits: total bytes. */
 	struct aep_mp_limits lim = aep_mp_default_limits;
 	lim.max_bytes = 8;
-	assert_int_equal(aep_mp_check("\xa9" "123456789", 10, &lim, &used, &e), AEP_ETOOLARGE);
+	assert_int_equal(aep_mp_check("\xa9"
+				      "123456789",
+				      10, &lim, &used, &e),
+			 AEP_ETOOLARGE);
 	/* An incomplete message that already exceeds the limit is refused, not
 	 * waited for. */
 	assert_int_equal(aep_mp_check("\x9f\x01\x01\x01\x01\x01\x01\x01\x01", 9, &lim, &used, &e),
@@ -166,11 +169,11 @@ static void test_mp_check_limits(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_error_codes),
-		cmocka_unit_test(test_heap_fault),
-		cmocka_unit_test(test_buf),
-		cmocka_unit_test(test_mp_check_whole_and_partial),
-		cmocka_unit_test(test_mp_check_limits),
+	    cmocka_unit_test(test_error_codes),
+	    cmocka_unit_test(test_heap_fault),
+	    cmocka_unit_test(test_buf),
+	    cmocka_unit_test(test_mp_check_whole_and_partial),
+	    cmocka_unit_test(test_mp_check_limits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

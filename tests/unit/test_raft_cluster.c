@@ -23,7 +23,7 @@
 #include "raft/raft.h"
 #include "state/state.h"
 
-#define NPEERS 3
+#define NPEERS	3
 #define WAIT_MS 20000
 
 struct peer {
@@ -390,8 +390,8 @@ static int submit_creates(struct cluster *c, int i, const char *prefix, struct a
 	return n;
 }
 
-static void submit_one(struct cluster *c, int i, enum aep_op op, const char *name,
-		       uint64_t precond, struct answer *a)
+static void submit_one(struct cluster *c, int i, enum aep_op op, const char *name, uint64_t precond,
+		       struct answer *a)
 {
 	struct aep_object *o = pod(name);
 	struct aep_cmd cmd;
@@ -739,11 +739,11 @@ static void test_throughput(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_teardown(test_replicate, teardown),
-		cmocka_unit_test_teardown(test_snapshot_catch_up, teardown),
-		cmocka_unit_test_teardown(test_leader_close, teardown),
-		cmocka_unit_test_teardown(test_transfer, teardown),
-		cmocka_unit_test_teardown(test_throughput, teardown),
+	    cmocka_unit_test_teardown(test_replicate, teardown),
+	    cmocka_unit_test_teardown(test_snapshot_catch_up, teardown),
+	    cmocka_unit_test_teardown(test_leader_close, teardown),
+	    cmocka_unit_test_teardown(test_transfer, teardown),
+	    cmocka_unit_test_teardown(test_throughput, teardown),
 	};
 	if (getenv("AEP_TEST_FILTER") != NULL)
 		cmocka_set_test_filter(getenv("AEP_TEST_FILTER"));

@@ -52,16 +52,16 @@ static void on_applied(void *data, uint64_t index)
 static struct aep_raft_config config(struct fixture *f)
 {
 	struct aep_raft_config cfg = {
-		.name = "m1",
-		.dir = f->dir,
-		.peers = &f->peer,
-		.npeers = 1,
-		.store = f->store,
-		.election_timeout_ms = 300,
-		.heartbeat_timeout_ms = 30,
-		.on_leadership = on_leadership,
-		.on_applied = on_applied,
-		.data = f,
+	    .name = "m1",
+	    .dir = f->dir,
+	    .peers = &f->peer,
+	    .npeers = 1,
+	    .store = f->store,
+	    .election_timeout_ms = 300,
+	    .heartbeat_timeout_ms = 30,
+	    .on_leadership = on_leadership,
+	    .on_applied = on_applied,
+	    .data = f,
 	};
 	return cfg;
 }
@@ -195,13 +195,13 @@ static int submit_create(struct fixture *f, const char *name, struct answer *a)
 {
 	struct aep_object *o = pod(name);
 	struct aep_cmd cmd = {
-		.op = AEP_OP_CREATE,
-		.kind = AEP_KIND_POD,
-		.ns = "default",
-		.name = o->meta.name,
-		.now_ns = 1,
-		.obj = o->data,
-		.obj_len = o->len,
+	    .op = AEP_OP_CREATE,
+	    .kind = AEP_KIND_POD,
+	    .ns = "default",
+	    .name = o->meta.name,
+	    .now_ns = 1,
+	    .obj = o->data,
+	    .obj_len = o->len,
 	};
 	snprintf(cmd.uid, sizeof(cmd.uid), "uid-%s", name);
 	int rv = aep_raft_submit(f->raft, &cmd, answer_cb, a);
@@ -372,12 +372,12 @@ static void test_barrier_and_close_from_callback(void **state)
 	assert_int_equal(submit_create(f, "one", &a), 0);
 	struct aep_object *o = pod("two");
 	struct aep_cmd cmd = {
-		.op = AEP_OP_CREATE,
-		.kind = AEP_KIND_POD,
-		.ns = "default",
-		.name = "two",
-		.obj = o->data,
-		.obj_len = o->len,
+	    .op = AEP_OP_CREATE,
+	    .kind = AEP_KIND_POD,
+	    .ns = "default",
+	    .name = "two",
+	    .obj = o->data,
+	    .obj_len = o->len,
 	};
 	assert_int_equal(aep_raft_submit(f->raft, &cmd, close_in_cb, f), 0);
 	aep_object_unref(o);
@@ -421,13 +421,13 @@ static void test_heap_faults(void **state)
 		snprintf(name, sizeof(name), "h-%ld", n);
 		struct aep_object *o = pod(name);
 		struct aep_cmd cmd = {
-			.op = AEP_OP_CREATE,
-			.kind = AEP_KIND_POD,
-			.ns = "default",
-			.name = o->meta.name,
-			.now_ns = 1,
-			.obj = o->data,
-			.obj_len = o->len,
+		    .op = AEP_OP_CREATE,
+		    .kind = AEP_KIND_POD,
+		    .ns = "default",
+		    .name = o->meta.name,
+		    .now_ns = 1,
+		    .obj = o->data,
+		    .obj_len = o->len,
 		};
 		snprintf(cmd.uid, sizeof(cmd.uid), "uid-%s", name);
 		aep_heap_fault_after(n);
@@ -450,12 +450,11 @@ static void test_heap_faults(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_bad_config, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_port_taken, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_write_close_restart, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_barrier_and_close_from_callback, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_heap_faults, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_config, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_port_taken, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_write_close_restart, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_barrier_and_close_from_callback, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_heap_faults, setup, teardown),
 	};
 	if (getenv("AEP_TEST_FILTER") != NULL)
 		cmocka_set_test_filter(getenv("AEP_TEST_FILTER"));
