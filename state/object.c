@@ -15,7 +15,9 @@
  * on the stack and moves to the heap only past its size, so a small object
  * costs one heap allocation: the object itself, one block holding struct,
  * labels, strings and encoding. */
+#include "state/object-int.h"
 #include "state/schema.h"
+#include "state/store-int.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -149,14 +151,9 @@ struct frame {
 	uint32_t idx;
 };
 
-struct strv {
-	const char *p;
-	size_t n;
-};
-
 /* metadata as the encoding writes it. */
 struct meta_view {
-	struct strv name, ns, uid;
+	struct state__span name, ns, uid;
 	uint64_t rv;
 	int64_t created_ns, generation;
 	size_t nlabels;
@@ -169,7 +166,7 @@ struct walk {
 	struct frame path[PATH_DEPTH];
 	unsigned depth;
 	struct meta_view meta;
-	struct strv labels[AEP_LABELS_MAX][2]; /* metadata.labels, sorted */
+	struct state__span labels[AEP_LABELS_MAX][2]; /* metadata.labels, sorted */
 };
 
 static void push(struct walk *w, const char *name, size_t len)
@@ -466,7 +463,7 @@ static int sort_map(struct walk *w, const msgpack_object *map, const msgpack_obj
 /* A label map: string keys and values in label syntax, at most
  * AEP_LABELS_MAX. Written sorted; *@sorted (if not NULL) gets the pairs. */
 static int walk_labels(struct walk *w, msgpack_packer *pk, const msgpack_object *v,
-		       struct strv (*sorted)[2])
+		       struct state__span (*sorted)[2])
 {
 	const msgpack_object_kv *stack[SORT_ON_STACK], **kv;
 	char q[STATE__QUOTE_MAX], q2[STATE__QUOTE_MAX];
@@ -504,8 +501,8 @@ static int walk_labels(struct walk *w, msgpack_packer *pk, const msgpack_object 
 		pack_strn(pk, k->via.str.ptr, k->via.str.size);
 		pack_strn(pk, val->via.str.ptr, val->via.str.size);
 		if (sorted != NULL) {
-			sorted[i][0] = (struct strv){k->via.str.ptr, k->via.str.size};
-			sorted[i][1] = (struct strv){val->via.str.ptr, val->via.str.size};
+			sorted[i][0] = (struct state__span){k->via.str.ptr, k->via.str.size};
+			sorted[i][1] = (struct state__span){val->via.str.ptr, val->via.str.size};
 		}
 	}
 	/* sort_map() used the stack: at most AEP_LABELS_MAX <= SORT_ON_STACK. */
@@ -895,7 +892,7 @@ static int walk_meta(struct walk *w, msgpack_packer *pk, const msgpack_object *v
 		get_int(slots[STATE__META_generation], &m->generation);
 
 	const msgpack_object *name = slots[STATE__META_name];
-	m->name = (struct strv){name->via.str.ptr, name->via.str.size};
+	m->name = (struct state__span){name->via.str.ptr, name->via.str.size};
 	push(w, "name", 4);
 	rc = check_str(w, ks->name_check, m->name.p, m->name.n);
 	pop(w);
@@ -904,12 +901,12 @@ static int walk_meta(struct walk *w, msgpack_packer *pk, const msgpack_object *v
 
 	const msgpack_object *ns = slots[STATE__META_namespace];
 	if (ns != NULL)
-		m->ns = (struct strv){ns->via.str.ptr, ns->via.str.size};
+		m->ns = (struct state__span){ns->via.str.ptr, ns->via.str.size};
 	push(w, "namespace", 9);
 	if (!w->ki->namespaced && ns != NULL)
 		rc = werr(w, AEP_EINVALID, "not allowed: %s is cluster-scoped", w->ki->name);
 	else if (w->ki->namespaced && ns == NULL)
-		m->ns = (struct strv){default_ns, sizeof(default_ns) - 1};
+		m->ns = (struct state__span){default_ns, sizeof(default_ns) - 1};
 	else if (ns != NULL)
 		rc = check_str(w, &state__check_dns_label, m->ns.p, m->ns.n);
 	pop(w);
@@ -918,7 +915,7 @@ static int walk_meta(struct walk *w, msgpack_packer *pk, const msgpack_object *v
 
 	const msgpack_object *uid = slots[STATE__META_uid];
 	if (uid != NULL)
-		m->uid = (struct strv){uid->via.str.ptr, uid->via.str.size};
+		m->uid = (struct state__span){uid->via.str.ptr, uid->via.str.size};
 
 	const msgpack_object *labels = slots[STATE__META_labels];
 	const msgpack_object *annotations = slots[STATE__META_annotations];
@@ -960,10 +957,13 @@ static char *put(char **pool, const char *s, size_t n)
 }
 
 /* One block: the struct, the label array, the strings, the encoding. */
-static int build(enum aep_kind kind, const struct meta_view *m, struct strv (*labels)[2],
-		 struct strv node_name, bool has_node, const char *data, size_t len,
-		 struct aep_object **out)
+static int build(enum aep_kind kind, const struct meta_view *m,
+		 const struct state__span (*labels)[2], struct state__span node_name, bool has_node,
+		 const struct state__span *parts, size_t nparts, struct aep_object **out)
 {
+	size_t len = 0;
+	for (size_t i = 0; i < nparts; i++)
+		len += parts[i].n;
 	size_t size = sizeof(struct aep_object) + m->nlabels * sizeof(struct aep_label) +
 		      m->name.n + 1 + m->ns.n + 1 + m->uid.n + 1 + len;
 	if (has_node)
@@ -992,7 +992,11 @@ static int build(enum aep_kind kind, const struct meta_view *m, struct strv (*la
 	o->node_name = has_node ? put(&pool, node_name.p, node_name.n) : NULL;
 	o->data = pool;
 	o->len = len;
-	memcpy(o->data, data, len);
+	for (size_t i = 0; i < nparts; i++) {
+		if (parts[i].n > 0)
+			memcpy(pool, parts[i].p, parts[i].n);
+		pool += parts[i].n;
+	}
 	*out = o;
 	return 0;
 }
@@ -1044,16 +1048,18 @@ int aep_object_from_msgpack(const msgpack_object *obj, struct aep_object **out, 
 	if (rc != 0)
 		goto err_after_enc;
 
-	struct strv node = {NULL, 0};
+	struct state__span node = {NULL, 0};
 	bool has_node = false;
 	if (ki->kind == AEP_KIND_POD) {
 		const msgpack_object *nn = aep_mp_map_get(aep_mp_map_get(obj, "spec"), "nodeName");
 		if (nn != NULL && nn->type == MSGPACK_OBJECT_STR && nn->via.str.size > 0) {
-			node = (struct strv){nn->via.str.ptr, nn->via.str.size};
+			node = (struct state__span){nn->via.str.ptr, nn->via.str.size};
 			has_node = true;
 		}
 	}
-	rc = build(ki->kind, &w.meta, w.labels, node, has_node, b.p, b.len, out);
+	struct state__span enc = {b.p, b.len};
+	rc = build(ki->kind, &w.meta, (const struct state__span(*)[2])w.labels, node, has_node,
+		   &enc, 1, out);
 	if (rc != 0)
 		aep_errorf(e, rc, "out of memory");
 err_after_enc:
@@ -1125,17 +1131,17 @@ static uint32_t rd_map(struct rd *r)
 	return rd_be(r, c == 0xde ? 2 : 4);
 }
 
-static struct strv rd_str(struct rd *r)
+static struct state__span rd_str(struct rd *r)
 {
 	unsigned char c = r->p[r->off++];
 	uint32_t n = c >= 0xa0 && c <= 0xbf ? (uint32_t)(c & 0x1f) : rd_be(r, 1u << (c - 0xd9));
-	struct strv s = {(const char *)r->p + r->off, n};
+	struct state__span s = {(const char *)r->p + r->off, n};
 	r->off += n;
 	return s;
 }
 
 /* Skip one value; returns its span. */
-static struct strv rd_skip(struct rd *r)
+static struct state__span rd_skip(struct rd *r)
 {
 	static const struct aep_mp_limits lim = {
 	    .max_bytes = SIZE_MAX,
@@ -1146,7 +1152,7 @@ static struct strv rd_skip(struct rd *r)
 	};
 	struct aep_error e;
 	size_t used = 0;
-	struct strv s = {(const char *)r->p + r->off, 0};
+	struct state__span s = {(const char *)r->p + r->off, 0};
 	aep_mp_check(s.p, r->len - r->off, &lim, &used, &e);
 	s.n = used;
 	r->off += used;
@@ -1156,7 +1162,7 @@ static struct strv rd_skip(struct rd *r)
 int aep_object_stamp(const struct aep_object *o, const char *uid, uint64_t rv, int64_t created_ns,
 		     int64_t generation, struct aep_object **out)
 {
-	struct strv labels[AEP_LABELS_MAX][2];
+	struct state__span labels[AEP_LABELS_MAX][2];
 	struct meta_view m = {
 	    .name = {o->meta.name, strlen(o->meta.name)},
 	    .ns = {o->meta.ns, strlen(o->meta.ns)},
@@ -1167,17 +1173,18 @@ int aep_object_stamp(const struct aep_object *o, const char *uid, uint64_t rv, i
 	    .nlabels = o->meta.nlabels,
 	};
 	struct rd r = {(const unsigned char *)o->data, o->len, 0};
-	struct strv annotations = {NULL, 0};
+	struct state__span annotations = {NULL, 0};
 	msgpack_packer pk;
 	struct enc b;
 	int rc;
 
 	if (uid != NULL)
-		m.uid = (struct strv){uid, strlen(uid)};
+		m.uid = (struct state__span){uid, strlen(uid)};
 	for (size_t i = 0; i < o->meta.nlabels; i++) {
-		labels[i][0] = (struct strv){o->meta.labels[i].key, strlen(o->meta.labels[i].key)};
+		labels[i][0] =
+		    (struct state__span){o->meta.labels[i].key, strlen(o->meta.labels[i].key)};
 		labels[i][1] =
-		    (struct strv){o->meta.labels[i].value, strlen(o->meta.labels[i].value)};
+		    (struct state__span){o->meta.labels[i].value, strlen(o->meta.labels[i].value)};
 	}
 
 	/* Stamping adds a few dozen bytes: it may go past AEP_OBJECT_MAX
@@ -1188,7 +1195,7 @@ int aep_object_stamp(const struct aep_object *o, const char *uid, uint64_t rv, i
 	msgpack_pack_map(&pk, n);
 	for (uint32_t i = 0; i < n; i++) {
 		size_t start = r.off;
-		struct strv key = rd_str(&r);
+		struct state__span key = rd_str(&r);
 		if (bytes_cmp(key.p, key.n, "metadata", 8) != 0) {
 			rd_skip(&r);
 			enc_write(&b, o->data + start, r.off - start);
@@ -1196,8 +1203,8 @@ int aep_object_stamp(const struct aep_object *o, const char *uid, uint64_t rv, i
 		}
 		uint32_t mn = rd_map(&r);
 		for (uint32_t j = 0; j < mn; j++) {
-			struct strv mk = rd_str(&r);
-			struct strv mv = rd_skip(&r);
+			struct state__span mk = rd_str(&r);
+			struct state__span mv = rd_skip(&r);
 			if (bytes_cmp(mk.p, mk.n, "annotations", 11) == 0)
 				annotations = mv;
 		}
@@ -1219,8 +1226,264 @@ int aep_object_stamp(const struct aep_object *o, const char *uid, uint64_t rv, i
 	}
 	rc = b.err;
 	if (rc == 0) {
-		struct strv node = {o->node_name, o->node_name ? strlen(o->node_name) : 0};
-		rc = build(o->kind, &m, labels, node, o->node_name != NULL, b.p, b.len, out);
+		struct state__span node = {o->node_name, o->node_name ? strlen(o->node_name) : 0};
+		struct state__span enc = {b.p, b.len};
+		rc = build(o->kind, &m, (const struct state__span(*)[2])labels, node,
+			   o->node_name != NULL, &enc, 1, out);
+	}
+	enc_free(&b);
+	return rc;
+}
+
+/* ---- canonical encodings, read without validating ------------------------ */
+
+/* The bytes msgpack-c writes for a header of @n: the shortest form. */
+static size_t str_hdr_len(size_t n)
+{
+	return n < 32 ? 1 : n < 256 ? 2 : n < 65536 ? 3 : 5;
+}
+
+static size_t map_hdr_len(size_t n)
+{
+	return n < 16 ? 1 : n < 65536 ? 3 : 5;
+}
+
+/* A string in its shortest form, as canonical encodings write it. */
+static int canon_str(struct state__rd *r, struct state__span *s)
+{
+	size_t off = r->off;
+	const char *p;
+	uint32_t n;
+	if (state__rd_str(r, &p, &n) != 0)
+		return -1;
+	if (r->off - off != str_hdr_len(n) + n) {
+		r->off = off;
+		return -1;
+	}
+	*s = (struct state__span){p, n};
+	return 0;
+}
+
+static int canon_map(struct state__rd *r, uint32_t *n)
+{
+	size_t off = r->off;
+	if (state__rd_map(r, n) != 0)
+		return -1;
+	if (r->off - off != map_hdr_len(*n)) {
+		r->off = off;
+		return -1;
+	}
+	return 0;
+}
+
+static bool span_eq(struct state__span s, const char *p, size_t n)
+{
+	return s.n == n && memcmp(s.p, p, n) == 0;
+}
+
+/* A name the store keys on: non-empty, bounded, no NUL (trees use strcmp). */
+static bool key_ok(struct state__span s, size_t max)
+{
+	return s.n > 0 && s.n <= max && memchr(s.p, '\0', s.n) == NULL;
+}
+
+static int canon_skip(struct state__rd *r, struct state__span *v)
+{
+	return state__rd_raw(r, r->len - r->off, &v->p, &v->n);
+}
+
+static int canon_labels(struct state__rd *r, struct state__canon *c)
+{
+	uint32_t n;
+	if (canon_map(r, &n) != 0 || n == 0 || n > AEP_LABELS_MAX)
+		return -1;
+	for (uint32_t i = 0; i < n; i++) {
+		struct state__span *kv = c->labels[i];
+		if (canon_str(r, &kv[0]) != 0 || canon_str(r, &kv[1]) != 0 ||
+		    !key_ok(kv[0], AEP_NAME_MAX + 1 + AEP_LABEL_NAME_MAX) ||
+		    kv[1].n > AEP_LABEL_NAME_MAX || memchr(kv[1].p, '\0', kv[1].n) != NULL)
+			return -1;
+		const struct state__span *prev = c->labels[i > 0 ? i - 1 : 0];
+		if (i > 0 && bytes_cmp(prev[0].p, prev[0].n, kv[0].p, kv[0].n) >= 0)
+			return -1;
+	}
+	c->nlabels = n;
+	return 0;
+}
+
+static int canon_meta(struct state__rd *r, struct state__canon *c, bool namespaced)
+{
+	const struct state__schema *s = &state__schema_meta;
+	uint32_t n;
+	int last = -1;
+	if (canon_map(r, &n) != 0)
+		return -1;
+	c->tail_at = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		size_t key_at = r->off;
+		struct state__span k, v;
+		int j = last + 1;
+		if (canon_str(r, &k) != 0)
+			return -1;
+		while (j < STATE__META__COUNT && !span_eq(k, s->fields[j].name, s->fields[j].len))
+			j++;
+		if (j == STATE__META__COUNT)
+			return -1; /* unknown, repeated or out of order */
+		last = j;
+		switch (j) {
+		case STATE__META_name:
+			if (canon_str(r, &c->name) != 0 || !key_ok(c->name, AEP_NAME_MAX))
+				return -1;
+			break;
+		case STATE__META_namespace:
+			if (!namespaced || canon_str(r, &c->ns) != 0 ||
+			    !key_ok(c->ns, AEP_NAME_MAX))
+				return -1;
+			break;
+		case STATE__META_uid:
+			if (canon_str(r, &c->uid) != 0 || !key_ok(c->uid, 39))
+				return -1;
+			break;
+		case STATE__META_resourceVersion:
+			/* Stamping always replaces it: only its framing matters. */
+			if (canon_str(r, &v) != 0)
+				return -1;
+			break;
+		case STATE__META_creationTimestamp:
+			if (canon_str(r, &v) != 0 || aep_time_parse(v.p, v.n, &c->created_ns) != 0)
+				return -1;
+			break;
+		case STATE__META_generation:
+			if (state__rd_int(r, &c->generation) != 0 || c->generation < 0)
+				return -1;
+			break;
+		case STATE__META_labels:
+			c->tail_at = key_at;
+			if (canon_labels(r, c) != 0)
+				return -1;
+			break;
+		case STATE__META_annotations:
+			if (c->tail_at == 0)
+				c->tail_at = key_at;
+			/* A non-empty map: decode drops empty ones. */
+			if (r->off >= r->len)
+				return -1;
+			unsigned char h = r->p[r->off];
+			if (!((h > 0x80 && h <= 0x8f) || h == 0xde || h == 0xdf) ||
+			    canon_skip(r, &v) != 0)
+				return -1;
+			c->annotations = true;
+			break;
+		}
+	}
+	if (c->tail_at == 0)
+		c->tail_at = r->off;
+	if (c->name.p == NULL || namespaced != (c->ns.p != NULL))
+		return -1;
+	return 0;
+}
+
+/* A Pod's spec: its nodeName, the one field the store indexes. */
+static int canon_pod_spec(struct state__rd *r, struct state__canon *c)
+{
+	uint32_t n;
+	if (canon_map(r, &n) != 0)
+		return -1;
+	for (uint32_t i = 0; i < n; i++) {
+		struct state__span k, v;
+		if (canon_str(r, &k) != 0)
+			return -1;
+		if (span_eq(k, "nodeName", 8)) {
+			if (i != 0 || canon_str(r, &c->node) != 0 || !key_ok(c->node, AEP_NAME_MAX))
+				return -1;
+		} else if (canon_skip(r, &v) != 0) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int state__canon_read(enum aep_kind kind, const char *data, size_t len, struct state__canon *c)
+{
+	const struct aep_kind_info *ki = aep_kind_info(kind);
+	struct state__rd r = {(const unsigned char *)data, len, 0};
+	struct state__span k, v;
+	uint32_t n;
+
+	if (ki == NULL || len > AEP_OBJECT_MAX)
+		return -1;
+	memset(c, 0, offsetof(struct state__canon, labels));
+	c->kind = kind;
+	c->data = data;
+	c->len = len;
+	if (canon_map(&r, &n) != 0 || n < 3)
+		return -1;
+	if (canon_str(&r, &k) != 0 || !span_eq(k, "apiVersion", 10) || canon_str(&r, &v) != 0 ||
+	    !span_eq(v, "v1", 2))
+		return -1;
+	if (canon_str(&r, &k) != 0 || !span_eq(k, "kind", 4) || canon_str(&r, &v) != 0 ||
+	    !span_eq(v, ki->name, strlen(ki->name)))
+		return -1;
+	if (canon_str(&r, &k) != 0 || !span_eq(k, "metadata", 8))
+		return -1;
+	c->meta_at = r.off;
+	if (canon_meta(&r, c, ki->namespaced) != 0)
+		return -1;
+
+	/* The kind's fields after metadata, each at most once, in order. */
+	const struct state__schema *top = state__kind_schema(kind)->top;
+	unsigned j = 3;
+	for (uint32_t i = 3; i < n; i++, j++) {
+		if (canon_str(&r, &k) != 0)
+			return -1;
+		while (j < top->nfields && !span_eq(k, top->fields[j].name, top->fields[j].len))
+			j++;
+		if (j == top->nfields)
+			return -1;
+		size_t at = r.off;
+		if (kind == AEP_KIND_POD && span_eq(k, "spec", 4)) {
+			if (canon_pod_spec(&r, c) != 0)
+				return -1;
+			v = (struct state__span){data + at, r.off - at};
+		} else if (canon_skip(&r, &v) != 0) {
+			return -1;
+		}
+		if (span_eq(k, "spec", 4))
+			c->spec = v;
+	}
+	return r.off == len ? 0 : -1;
+}
+
+int state__canon_stamp(const struct state__canon *c, const char *uid, uint64_t rv,
+		       int64_t created_ns, int64_t generation, struct aep_object **out)
+{
+	struct meta_view m = {
+	    .name = c->name,
+	    .ns = c->ns,
+	    .uid = uid != NULL ? (struct state__span){uid, strlen(uid)} : c->uid,
+	    .rv = rv,
+	    .created_ns = created_ns < 0 ? c->created_ns : created_ns,
+	    .generation = generation < 0 ? c->generation : generation,
+	    .nlabels = c->nlabels,
+	    .annotations = c->annotations,
+	};
+	msgpack_packer pk;
+	struct enc b;
+	int rc;
+
+	/* metadata's head is a few hundred bytes at most: on the stack. */
+	enc_init(&b, SIZE_MAX / 2);
+	msgpack_packer_init(&pk, &b, enc_write);
+	pack_meta_head(&pk, &m);
+	rc = b.err;
+	if (rc == 0) {
+		const struct state__span parts[3] = {
+		    {c->data, c->meta_at},
+		    {b.p, b.len},
+		    {c->data + c->tail_at, c->len - c->tail_at},
+		};
+		rc = build(c->kind, &m, (const struct state__span(*)[2])c->labels, c->node,
+			   c->node.p != NULL, parts, 3, out);
 	}
 	enc_free(&b);
 	return rc;

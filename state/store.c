@@ -18,6 +18,7 @@
  * aep_store_apply() returns AEP_ENOMEM: the store is consistent but behind
  * its peers, and the caller must rebuild it from a snapshot and the log
  * rather than apply later entries on top. */
+#include "state/object-int.h"
 #include "state/store-int.h"
 
 #include <stdio.h>
@@ -410,12 +411,12 @@ static void spec_span(const struct aep_object *o, const char **p, size_t *n)
 	}
 }
 
-static bool spec_changed(const struct aep_object *a, const struct aep_object *b)
+/* Whether @a's spec differs from the spec bytes @pb/@nb (NULL: none). */
+static bool spec_changed(const struct aep_object *a, const char *pb, size_t nb)
 {
-	const char *pa, *pb;
-	size_t na, nb;
+	const char *pa;
+	size_t na;
 	spec_span(a, &pa, &na);
-	spec_span(b, &pb, &nb);
 	if (pa == NULL || pb == NULL)
 		return pa != pb;
 	return na != nb || memcmp(pa, pb, na) != 0;
@@ -440,14 +441,30 @@ static void set_success(struct aep_result *r, uint64_t rv, struct aep_object *ob
 	r->msg = NULL;
 }
 
-/* Decode the object a create/update carries and check it belongs to the
- * command. Returns 0 with *@out set, AEP_ENOMEM, or 0 with the result
- * refused and *@out NULL. */
-static int cmd_object(const struct state__cmd *c, struct aep_result *r, struct aep_object **out)
+/* The object a create/update carries. Its canonical encoding is read in
+ * place (obj NULL, cv set); bytes not laid out canonically (a leader never
+ * writes them) are decoded and validated as a client's (obj set), so they
+ * are accepted or refused as by aep_object_decode(). */
+struct cmd_in {
+	struct aep_object *obj;
+	struct state__canon cv;
+	char ns[AEP_NAME_MAX + 1], name[AEP_NAME_MAX + 1];
+};
+
+/* Read the object of @c into @in. Returns 0 with @in set (release it with
+ * cmd_in_release), AEP_ENOMEM, or 0 with the result refused and @in empty
+ * (in->obj NULL and in->name[0] == '\0'). */
+static int cmd_object(const struct state__cmd *c, struct aep_result *r, struct cmd_in *in)
 {
 	struct aep_error e = {0};
 	struct aep_object *o;
-	*out = NULL;
+	in->obj = NULL;
+	in->name[0] = '\0';
+	if (state__canon_read(c->kind, c->obj, c->obj_len, &in->cv) == 0) {
+		span_str(in->ns, in->cv.ns.p, (uint32_t)in->cv.ns.n);
+		span_str(in->name, in->cv.name.p, (uint32_t)in->cv.name.n);
+		return 0;
+	}
 	int rv = aep_object_decode(c->obj, c->obj_len, &o, &e);
 	if (rv == AEP_ENOMEM)
 		return AEP_ENOMEM;
@@ -468,8 +485,41 @@ static int cmd_object(const struct state__cmd *c, struct aep_result *r, struct a
 		return refuse(r, AEP_EINVALID, "metadata.namespace: required for %s",
 			      plural(c->kind));
 	}
-	*out = o;
+	/* Decoding checked both names: at most AEP_NAME_MAX bytes. */
+	snprintf(in->ns, sizeof(in->ns), "%s", o->meta.ns);
+	snprintf(in->name, sizeof(in->name), "%s", o->meta.name);
+	in->obj = o;
 	return 0;
+}
+
+static bool cmd_in_ok(const struct cmd_in *in)
+{
+	return in->name[0] != '\0';
+}
+
+static void cmd_in_spec(const struct cmd_in *in, const char **p, size_t *n)
+{
+	if (in->obj != NULL) {
+		spec_span(in->obj, p, n);
+	} else {
+		*p = in->cv.spec.p;
+		*n = in->cv.spec.n;
+	}
+}
+
+/* The stamped object: aep_object_stamp() with every field given. */
+static int cmd_in_stamp(const struct cmd_in *in, const char *uid, uint64_t rv, int64_t created_ns,
+			int64_t generation, struct aep_object **out)
+{
+	if (in->obj != NULL)
+		return aep_object_stamp(in->obj, uid, rv, created_ns, generation, out);
+	return state__canon_stamp(&in->cv, uid, rv, created_ns, generation, out);
+}
+
+static void cmd_in_release(struct cmd_in *in)
+{
+	aep_object_unref(in->obj);
+	in->obj = NULL;
 }
 
 static void push_event(struct aep_store *s, enum aep_event_type type, uint64_t rv,
@@ -483,27 +533,28 @@ static void push_event(struct aep_store *s, enum aep_event_type type, uint64_t r
 static int apply_create(struct aep_store *s, const struct state__cmd *c, uint64_t rv,
 			struct aep_result *r)
 {
-	struct aep_object *in, *out;
+	struct cmd_in in;
+	struct aep_object *out;
 	struct state__entry *e;
 	int err = cmd_object(c, r, &in);
-	if (err != 0 || in == NULL)
+	if (err != 0 || !cmd_in_ok(&in))
 		return err;
-	const char *ns = in->meta.ns, *name = in->meta.name;
+	const char *ns = in.ns, *name = in.name;
 	if (namespaced(c->kind) && table_find(s, AEP_KIND_NAMESPACE, "", ns) == NULL) {
 		err = refuse(r, AEP_ENOTFOUND, "namespace \"%s\" not found", ns);
-		goto out_unref_in;
+		goto out_release_in;
 	}
 	if (c->uid == NULL || c->uid_len == 0) {
 		err = refuse(r, AEP_EINVALID, "create %s \"%s\": the command carries no uid",
 			     plural(c->kind), name);
-		goto out_unref_in;
+		goto out_release_in;
 	}
 	char uid[sizeof(((struct aep_cmd *)0)->uid)];
 	memcpy(uid, c->uid, c->uid_len);
 	uid[c->uid_len] = '\0';
-	err = aep_object_stamp(in, uid, rv, c->now_ns, 1, &out);
+	err = cmd_in_stamp(&in, uid, rv, c->now_ns, 1, &out);
 	if (err != 0)
-		goto out_unref_in;
+		goto out_release_in;
 	e = entry_alloc(out);
 	if (e == NULL) {
 		err = AEP_ENOMEM;
@@ -520,13 +571,13 @@ static int apply_create(struct aep_store *s, const struct state__cmd *c, uint64_
 	}
 	set_success(r, rv, out);
 	push_event(s, AEP_EV_ADDED, rv, aep_object_ref(out), NULL);
-	aep_object_unref(in);
+	cmd_in_release(&in);
 	return 0;
 
 out_unref_out:
 	aep_object_unref(out);
-out_unref_in:
-	aep_object_unref(in);
+out_release_in:
+	cmd_in_release(&in);
 	return err;
 }
 
@@ -541,26 +592,29 @@ static int refuse_conflict(struct aep_result *r, enum aep_kind kind, const char 
 static int apply_update(struct aep_store *s, const struct state__cmd *c, uint64_t rv,
 			struct aep_result *r)
 {
-	struct aep_object *in, *out, *old;
+	struct cmd_in in;
+	struct aep_object *out, *old;
 	struct state__entry *e, *ne = NULL;
+	const char *spec;
+	size_t spec_len;
 	int err = cmd_object(c, r, &in);
-	if (err != 0 || in == NULL)
+	if (err != 0 || !cmd_in_ok(&in))
 		return err;
-	e = table_find(s, c->kind, in->meta.ns, in->meta.name);
+	e = table_find(s, c->kind, in.ns, in.name);
 	if (e == NULL) {
-		err =
-		    refuse(r, AEP_ENOTFOUND, "%s \"%s\" not found", plural(c->kind), in->meta.name);
-		goto out_unref_in;
+		err = refuse(r, AEP_ENOTFOUND, "%s \"%s\" not found", plural(c->kind), in.name);
+		goto out_release_in;
 	}
 	old = e->obj;
 	if (c->precond_rv != 0 && c->precond_rv != old->meta.rv) {
-		err = refuse_conflict(r, c->kind, in->meta.name);
-		goto out_unref_in;
+		err = refuse_conflict(r, c->kind, in.name);
+		goto out_release_in;
 	}
-	int64_t gen = old->meta.generation + (spec_changed(old, in) ? 1 : 0);
-	err = aep_object_stamp(in, old->meta.uid, rv, old->meta.created_ns, gen, &out);
+	cmd_in_spec(&in, &spec, &spec_len);
+	int64_t gen = old->meta.generation + (spec_changed(old, spec, spec_len) ? 1 : 0);
+	err = cmd_in_stamp(&in, old->meta.uid, rv, old->meta.created_ns, gen, &out);
 	if (err != 0)
-		goto out_unref_in;
+		goto out_release_in;
 	bool relabel = !same_labels(old, out);
 	if (relabel) {
 		ne = entry_alloc(out);
@@ -588,13 +642,13 @@ static int apply_update(struct aep_store *s, const struct state__cmd *c, uint64_
 	}
 	set_success(r, rv, out);
 	push_event(s, AEP_EV_MODIFIED, rv, aep_object_ref(out), old);
-	aep_object_unref(in);
+	cmd_in_release(&in);
 	return 0;
 
 out_unref_out:
 	aep_object_unref(out);
-out_unref_in:
-	aep_object_unref(in);
+out_release_in:
+	cmd_in_release(&in);
 	return err;
 }
 

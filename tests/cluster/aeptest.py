@@ -148,8 +148,12 @@ class Cluster:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, *rest):
+        try:
+            self.close()
+        except AssertionError:
+            if exc_type is None:
+                raise
 
     def index(self, name):
         return self.names.index(name)
@@ -229,18 +233,35 @@ class Cluster:
         return r
 
     def close(self):
+        """Stop every master with SIGTERM. A master that does not exit 0
+        (a crash, or a sanitizer report at exit) fails the test, with the
+        end of its log."""
+        bad = []
         for nm in list(self.procs):
             p = self.procs.pop(nm)
             try:
                 p.send_signal(signal.SIGTERM)
-                p.wait(timeout=15)
+                p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+                bad.append((nm, "did not stop within 30 s of SIGTERM"))
+                continue
+            if p.returncode != 0:
+                bad.append((nm, "exited with status %d" % p.returncode))
+        for nm, why in bad:
+            try:
+                with open(os.path.join(self.dir, nm + ".log"), errors="replace") as f:
+                    tail = f.read()[-4000:]
+            except OSError:
+                tail = ""
+            print("master %s %s; log ends:\n%s" % (nm, why, tail))
         if os.environ.get("AEP_KEEP_TEST_DIR"):
             print("test directory kept:", self.dir)
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
+        if bad:
+            raise AssertionError("masters failed at shutdown: %s" % bad)
 
 
 def run(tests):

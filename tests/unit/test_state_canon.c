@@ -1,0 +1,663 @@
+/* state/: the apply fast path. state__canon_read() + state__canon_stamp()
+ * on a canonical encoding give byte for byte what aep_object_decode() +
+ * aep_object_stamp() give; anything not laid out canonically is refused
+ * (the store then decodes it as before); damaged bytes never crash it. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "state/object-int.h"
+#include "state/state.h"
+
+/* ---- a JSON-ish writer: JSON with 'single' or "double" quoted strings --- */
+
+struct js {
+	const char *p;
+};
+
+static void js_ws(struct js *j)
+{
+	while (*j->p == ' ' || *j->p == '\n' || *j->p == '\t')
+		j->p++;
+}
+
+/* Elements of the container whose opening bracket is at @p. */
+static uint32_t js_count(const char *p)
+{
+	int depth = 0;
+	uint32_t n = 0;
+	bool any = false;
+	char q = 0;
+	for (p++;; p++) {
+		if (q) {
+			if (*p == '\\')
+				p++;
+			else if (*p == q)
+				q = 0;
+			continue;
+		}
+		switch (*p) {
+		case '\'':
+		case '"':
+			q = *p;
+			any = true;
+			break;
+		case '{':
+		case '[':
+			depth++;
+			any = true;
+			break;
+		case '}':
+		case ']':
+			if (depth-- == 0)
+				return any ? n + 1 : 0;
+			break;
+		case ',':
+			if (depth == 0)
+				n++;
+			break;
+		case ' ':
+		case '\n':
+		case '\t': break;
+		case '\0': fail_msg("unterminated JSON"); return 0;
+		default: any = true; break;
+		}
+	}
+}
+
+static void js_value(struct js *j, msgpack_packer *pk);
+
+static void js_string(struct js *j, msgpack_packer *pk)
+{
+	char q = *j->p++;
+	struct aep_buf b;
+	aep_buf_init(&b);
+	while (*j->p != q) {
+		assert_true(*j->p != '\0');
+		if (*j->p == '\\') {
+			j->p++;
+			char c = *j->p == 'n' ? '\n' : *j->p;
+			aep_buf_append(&b, &c, 1);
+		} else {
+			aep_buf_append(&b, j->p, 1);
+		}
+		j->p++;
+	}
+	j->p++;
+	aep_pack_strn(pk, b.data ? b.data : "", b.len);
+	aep_buf_free(&b);
+}
+
+static void js_value(struct js *j, msgpack_packer *pk)
+{
+	js_ws(j);
+	char c = *j->p;
+	if (c == '{' || c == '[') {
+		uint32_t n = js_count(j->p);
+		char close = c == '{' ? '}' : ']';
+		if (c == '{')
+			msgpack_pack_map(pk, n);
+		else
+			msgpack_pack_array(pk, n);
+		j->p++;
+		for (uint32_t i = 0; i < n; i++) {
+			js_ws(j);
+			if (i > 0) {
+				assert_int_equal(*j->p, ',');
+				j->p++;
+			}
+			js_value(j, pk);
+			if (c == '{') {
+				js_ws(j);
+				assert_int_equal(*j->p, ':');
+				j->p++;
+				js_value(j, pk);
+			}
+		}
+		js_ws(j);
+		assert_int_equal(*j->p, close);
+		j->p++;
+	} else if (c == '\'' || c == '"') {
+		js_string(j, pk);
+	} else if (strncmp(j->p, "true", 4) == 0) {
+		msgpack_pack_true(pk);
+		j->p += 4;
+	} else if (strncmp(j->p, "false", 5) == 0) {
+		msgpack_pack_false(pk);
+		j->p += 5;
+	} else if (strncmp(j->p, "null", 4) == 0) {
+		msgpack_pack_nil(pk);
+		j->p += 4;
+	} else {
+		char *end;
+		size_t n = strspn(j->p, "-+0123456789.eE");
+		assert_true(n > 0);
+		if (memchr(j->p, '.', n) || memchr(j->p, 'e', n) || memchr(j->p, 'E', n)) {
+			msgpack_pack_double(pk, strtod(j->p, &end));
+		} else if (*j->p == '-') {
+			msgpack_pack_int64(pk, strtoll(j->p, &end, 10));
+		} else {
+			msgpack_pack_uint64(pk, strtoull(j->p, &end, 10));
+		}
+		j->p = end;
+	}
+}
+
+/* The msgpack of @json, in @b (aep_buf_free it). */
+static void mp(const char *json, struct aep_buf *b)
+{
+	struct js j = {json};
+	msgpack_packer pk;
+	aep_buf_init(b);
+	aep_packer_init(&pk, b);
+	js_value(&j, &pk);
+	js_ws(&j);
+	assert_int_equal(*j.p, '\0');
+}
+
+static int decode_json(const char *json, struct aep_object **o, struct aep_error *e)
+{
+	struct aep_buf b;
+	mp(json, &b);
+	int rc = aep_object_decode(b.data, b.len, o, e);
+	aep_buf_free(&b);
+	return rc;
+}
+
+static struct aep_object *must_decode(const char *json)
+{
+	struct aep_error e = {0};
+	struct aep_object *o = NULL;
+	int rc = decode_json(json, &o, &e);
+	if (rc != 0)
+		fail_msg("decode failed (%s): %s\n  input: %s", aep_err_code(rc), e.msg, json);
+	return o;
+}
+
+#define C_WEB	       "{'name':'web','image':'nginx:1.25'}"
+#define POD_SPEC(spec) "{'kind':'Pod','metadata':{'name':'p'},'spec':" spec "}"
+#define POD_C(c)       POD_SPEC("{'containers':[" c "]}")
+
+static const char *const pod_full =
+    "{'apiVersion':'v1','kind':'Pod','metadata':{'name':'web-1','namespace':'prod',"
+    "'uid':'0b7b5c3e-1111-2222-3333-444455556666','resourceVersion':'17',"
+    "'creationTimestamp':'2026-11-24T23:28:38Z','generation':2,"
+    "'labels':{'app':'web','tier':'front','example.com/team':'a'},"
+    "'annotations':{'note':'hello world','example.com/x':''}},"
+    "'spec':{'nodeName':'node-1','nodeSelector':{'disk':'ssd'},'restartPolicy':'Always',"
+    "'hostNetwork':false,'terminationGracePeriodSeconds':30,"
+    "'containers':[{'name':'web','image':'nginx:1.25','command':['nginx'],"
+    "'args':['-g','daemon off;'],'workingDir':'/srv','env':[{'name':'MODE','value':'prod'}],"
+    "'ports':[{'name':'http','containerPort':80,'hostPort':8080,'protocol':'TCP'}],"
+    "'resources':{'requests':{'cpu':'100m','memory':'64Mi'},'limits':{'cpu':1,"
+    "'memory':'128Mi'}},'volumeMounts':[{'name':'data','mountPath':'/data','readOnly':true}],"
+    "'imagePullPolicy':'IfNotPresent','securityContext':{'readOnlyRootFilesystem':true,"
+    "'privileged':false,'runAsUser':1000}},{'name':'side','image':'busybox'}],"
+    "'volumes':[{'name':'data','hostPath':{'path':'/var/data'}},{'name':'tmp','emptyDir':{}}]},"
+    "'status':{'phase':'Running','podIP':'10.1.0.5','hostIP':'192.168.1.10',"
+    "'startTime':'2026-11-24T23:28:40Z','conditions':[{'type':'Ready','status':'True',"
+    "'lastTransitionTime':'2026-11-24T23:28:41Z'}],'containerStatuses':[{'name':'web',"
+    "'containerID':'crun://abc','image':'nginx:1.25','ready':true,'restartCount':0,"
+    "'state':{'running':{'startedAt':'2026-11-24T23:28:40Z'}}},{'name':'side','ready':false,"
+    "'restartCount':3,'state':{'terminated':{'exitCode':1,'reason':'Error',"
+    "'finishedAt':'2026-11-24T23:29:00Z'}}}]}}";
+
+static const char *const all_kinds[] = {
+    "{'kind':'Namespace','metadata':{'name':'prod','labels':{'env':'prod'}},"
+    "'spec':{'finalizers':['kubernetes']},'status':{'phase':'Active'}}",
+
+    "{'kind':'Node','metadata':{'name':'node-1.example.com'},'spec':{'podCIDR':'10.1.1.0/24',"
+    "'unschedulable':true,'providerID':'aep://node-1','taints':[{'key':'dedicated',"
+    "'value':'db','effect':'NoSchedule'}]},'status':{'capacity':{'cpu':'4',"
+    "'memory':'8Gi','pods':110},'allocatable':{'cpu':'3500m','memory':'7Gi','pods':'110'},"
+    "'conditions':[{'type':'Ready','status':'True','reason':'KubeletReady','message':'ok',"
+    "'lastHeartbeatTime':'2026-11-24T23:28:38Z','lastTransitionTime':"
+    "'2026-11-24T23:00:00Z'}],'addresses':[{'type':'InternalIP','address':'192.168.1.10'},"
+    "{'type':'Hostname','address':'node-1'}],'nodeInfo':{'kernelVersion':'6.1.0',"
+    "'osImage':'Debian','containerRuntimeVersion':'crun 1.8','architecture':'amd64'},"
+    "'phase':'Running'}}",
+
+    NULL, /* pod_full */
+
+    "{'kind':'ReplicationController','metadata':{'name':'web','namespace':'prod'},"
+    "'spec':{'replicas':3,'selector':{'app':'web'},'template':{'metadata':{'labels':"
+    "{'app':'web','v':'1'},'annotations':{'a':'b'}},'spec':{'restartPolicy':'Always',"
+    "'containers':[" C_WEB "]}}},'status':{'replicas':3,'readyReplicas':2,"
+    "'availableReplicas':2,'observedGeneration':1}}",
+
+    "{'kind':'Service','metadata':{'name':'web'},'spec':{'selector':{'app':'web'},"
+    "'ports':[{'name':'http','port':80,'targetPort':8080,'protocol':'TCP'},{'name':'admin',"
+    "'port':9000,'targetPort':'admin','nodePort':30080}],'clusterIP':'10.0.0.10',"
+    "'type':'NodePort','sessionAffinity':'ClientIP'},'status':{'loadBalancer':{'ingress':"
+    "[{'ip':'203.0.113.7','hostname':'lb.example.com'}]}}}",
+
+    "{'kind':'Endpoints','metadata':{'name':'web','namespace':'prod'},'subsets':[{"
+    "'addresses':[{'ip':'10.1.0.5','nodeName':'node-1','hostname':'web-1','targetRef':{"
+    "'kind':'Pod','namespace':'prod','name':'web-1','uid':'u-1'}}],'notReadyAddresses':["
+    "{'ip':'fd00::5'}],'ports':[{'name':'http','port':8080,'protocol':'TCP'}]}]}",
+
+    "{'kind':'Event','metadata':{'name':'web-1.17a8','namespace':'prod'},'involvedObject':{"
+    "'kind':'Pod','namespace':'prod','name':'web-1','uid':'u-1'},'reason':'Scheduled',"
+    "'message':'assigned prod/web-1 to node-1','type':'Normal','count':2,"
+    "'firstTimestamp':'2026-11-24T23:28:38Z','lastTimestamp':'2026-11-24T23:28:39.5Z',"
+    "'source':{'component':'scheduler','host':'master-1'}}",
+};
+
+/* More shapes: metadata with and without each optional part. */
+static const char *const extra[] = {
+    "{'kind':'Namespace','metadata':{'name':'bare'}}",
+    "{'kind':'Node','metadata':{'name':'n','annotations':{'a':'b'}}}",
+    "{'kind':'Node','metadata':{'name':'n','labels':{'a':'b'}}}",
+    "{'kind':'Pod','metadata':{'name':'p'},'spec':{'containers':[" C_WEB "]}}",
+    "{'kind':'Pod','metadata':{'name':'p','namespace':'x','uid':'old-uid',"
+    "'resourceVersion':'99','creationTimestamp':'2020-01-01T00:00:00.5Z','generation':7,"
+    "'labels':{'z':'1','a':'2','m':''},'annotations':{'long':'"
+    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+    "'}},'spec':{'nodeName':'node-with-a-rather-long-name-over-32.example.com',"
+    "'containers':[" C_WEB "]},'status':{'phase':'Running'}}",
+    "{'kind':'Pod','metadata':{'name':'a-name-that-is-longer-than-thirty-one-bytes',"
+    "'namespace':'a-namespace-longer-than-thirty-one-b','labels':{'example.com/"
+    "a-label-key-longer-than-thirty-two':'a-value-longer-than-thirty-one-bytes'}},"
+    "'spec':{'containers':[" C_WEB "]}}",
+    "{'kind':'Service','metadata':{'name':'s','namespace':'kube-system',"
+    "'generation':300},'spec':{'ports':[{'port':80}]}}",
+};
+
+#define NFIX (sizeof(all_kinds) / sizeof(all_kinds[0]) + sizeof(extra) / sizeof(extra[0]))
+
+static const char *fixture(size_t i)
+{
+	size_t n = sizeof(all_kinds) / sizeof(all_kinds[0]);
+	if (i < n)
+		return all_kinds[i] ? all_kinds[i] : pod_full;
+	return extra[i - n];
+}
+
+static struct aep_object *must_decode_buf(const char *p, size_t n)
+{
+	struct aep_error e = {0};
+	struct aep_object *o = NULL;
+	int rc = aep_object_decode(p, n, &o, &e);
+	if (rc != 0)
+		fail_msg("decode failed (%s): %s", aep_err_code(rc), e.msg);
+	return o;
+}
+
+static void assert_meta_equal(const struct aep_object *a, const struct aep_object *b)
+{
+	assert_int_equal(a->kind, b->kind);
+	assert_string_equal(a->meta.name, b->meta.name);
+	assert_string_equal(a->meta.ns, b->meta.ns);
+	assert_string_equal(a->meta.uid, b->meta.uid);
+	assert_int_equal(a->meta.rv, b->meta.rv);
+	assert_int_equal(a->meta.created_ns, b->meta.created_ns);
+	assert_int_equal(a->meta.generation, b->meta.generation);
+	assert_int_equal(a->meta.nlabels, b->meta.nlabels);
+	for (size_t i = 0; i < a->meta.nlabels; i++) {
+		assert_string_equal(a->meta.labels[i].key, b->meta.labels[i].key);
+		assert_string_equal(a->meta.labels[i].value, b->meta.labels[i].value);
+	}
+	if (a->node_name == NULL)
+		assert_null(b->node_name);
+	else
+		assert_string_equal(a->node_name, b->node_name);
+}
+
+struct stamp {
+	const char *uid;
+	uint64_t rv;
+	int64_t created_ns, generation;
+};
+
+static const struct stamp stamps[] = {
+    {"0b7b5c3e-1111-2222-3333-444455556666", AEP_REV(7, 1), 1795562918123456789LL, 1},
+    {"u", 12345, 1000000000, 3},
+    {"", 0, 0, 0},
+    {"x", UINT64_MAX, 1, INT64_MAX},
+    {NULL, 5, -1, -1}, /* keep */
+};
+
+/* The old path (decode again, then stamp) and the new one agree on @data. */
+static void check_same(const char *data, size_t len)
+{
+	for (size_t k = 0; k < sizeof(stamps) / sizeof(stamps[0]); k++) {
+		const struct stamp *st = &stamps[k];
+		struct aep_object *in = must_decode_buf(data, len), *old = NULL, *neu = NULL;
+		struct state__canon c;
+		assert_int_equal(state__canon_read(in->kind, data, len, &c), 0);
+		assert_int_equal(
+		    aep_object_stamp(in, st->uid, st->rv, st->created_ns, st->generation, &old), 0);
+		assert_int_equal(
+		    state__canon_stamp(&c, st->uid, st->rv, st->created_ns, st->generation, &neu),
+		    0);
+		assert_int_equal(neu->refs, 1);
+		assert_meta_equal(old, neu);
+		assert_int_equal(old->len, neu->len);
+		assert_memory_equal(old->data, neu->data, old->len);
+		/* The spec span is the one the store compares for generation. */
+		if (c.spec.p != NULL) {
+			assert_true(c.spec.p > data && c.spec.p + c.spec.n <= data + len);
+			assert_true(memmem(data, len, "\xa4spec", 5) != NULL);
+		}
+		aep_object_unref(in);
+		aep_object_unref(old);
+		aep_object_unref(neu);
+	}
+}
+
+static void test_same_bytes_every_fixture(void **state)
+{
+	(void)state;
+	bool seen[AEP_KIND__COUNT] = {false};
+	for (size_t i = 0; i < NFIX; i++) {
+		struct aep_object *o = must_decode(fixture(i)), *s = NULL;
+		seen[o->kind] = true;
+		/* As the leader sends it (create) and as stored (update input). */
+		check_same(o->data, o->len);
+		assert_int_equal(aep_object_stamp(o, "uid-9", AEP_REV(3, 2), 1500000000, 4, &s), 0);
+		check_same(s->data, s->len);
+		aep_object_unref(o);
+		aep_object_unref(s);
+	}
+	for (int k = 0; k < AEP_KIND__COUNT; k++)
+		assert_true(seen[k]);
+}
+
+/* Many generated pods: name, namespace, label and node lengths across the
+ * fixstr/str8 boundary, 0..AEP_LABELS_MAX labels, annotations or not. */
+static void test_same_bytes_generated(void **state)
+{
+	(void)state;
+	char json[16384];
+	uint64_t x = 42;
+	for (int i = 0; i < 400; i++) {
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		unsigned nl =
+		    (unsigned)(x >> 33) % 8 == 0 ? AEP_LABELS_MAX : (unsigned)(x >> 40) % 5;
+		size_t name_len = 1 + (size_t)(x >> 20) % 60, val_len = (size_t)(x >> 28) % 63;
+		size_t o = 0;
+		o += (size_t)snprintf(
+		    json + o, sizeof(json) - o,
+		    "{'kind':'Pod','metadata':{'name':'%.*s','namespace':'ns-%d',"
+		    "'labels':{",
+		    (int)name_len, "abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghij",
+		    i % 40);
+		for (unsigned l = 0; l < nl; l++)
+			o += (size_t)snprintf(
+			    json + o, sizeof(json) - o, "%s'k%02u%.*s':'%.*s'", l ? "," : "",
+			    (nl - l) * 7 % 100, (int)(l % 40),
+			    "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk", (int)val_len,
+			    "vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv");
+		o += (size_t)snprintf(json + o, sizeof(json) - o,
+				      "}%s},'spec':{%s'containers':[" C_WEB "]}}",
+				      (x >> 50) % 2 ? ",'annotations':{'note':'n'}" : "",
+				      (x >> 52) % 2 ? "'nodeName':'node-1'," : "");
+		assert_true(o < sizeof(json));
+		struct aep_object *obj = must_decode(json);
+		check_same(obj->data, obj->len);
+		aep_object_unref(obj);
+	}
+}
+
+static int canon(const struct aep_buf *b, enum aep_kind kind)
+{
+	struct state__canon c;
+	return state__canon_read(kind, b->data, b->len, &c);
+}
+
+/* What a client sends is not canonical: the store decodes it instead. */
+static void test_refuses_non_canonical(void **state)
+{
+	(void)state;
+	static const char *const bad[] = {
+	    /* No apiVersion (as clients send). */
+	    "{'kind':'Pod','metadata':{'name':'p','namespace':'default'},'spec':{'containers':"
+	    "[" C_WEB "]}}",
+	    /* Key order. */
+	    "{'kind':'Pod','apiVersion':'v1','metadata':{'name':'p','namespace':'default'},"
+	    "'spec':{'containers':[" C_WEB "]}}",
+	    "{'apiVersion':'v1','kind':'Pod','metadata':{'namespace':'default','name':'p'},"
+	    "'spec':{'containers':[" C_WEB "]}}",
+	    "{'apiVersion':'v1','kind':'Pod','spec':{'containers':[" C_WEB "]},"
+	    "'metadata':{'name':'p','namespace':'default'}}",
+	    "{'apiVersion':'v1','kind':'Pod','metadata':{'name':'p','namespace':'default'},"
+	    "'status':{},'spec':{'containers':[" C_WEB "]}}",
+	    /* Unsorted or repeated labels, empty maps. */
+	    "{'apiVersion':'v1','kind':'Pod','metadata':{'name':'p','namespace':'default',"
+	    "'labels':{'b':'1','a':'2'}},'spec':{'containers':[" C_WEB "]}}",
+	    "{'apiVersion':'v1','kind':'Pod','metadata':{'name':'p','namespace':'default',"
+	    "'labels':{'a':'1','a':'2'}},'spec':{'containers':[" C_WEB "]}}",
+	    "{'apiVersion':'v1','kind':'Pod','metadata':{'name':'p','namespace':'default',"
+	    "'labels':{}},'spec':{'containers':[" C_WEB "]}}",
+	    "{'apiVersion':'v1','kind':'Pod','metadata':{'name':'p','namespace':'default',"
+	    "'annotations':{}},'spec':{'containers':[" C_WEB "]}}",
+	    /* Missing or empty names; namespace by scope. */
+	    "{'apiVersion':'v1','kind':'Pod','metadata':{'name':'p'},'spec':{'containers':[" C_WEB
+	    "]}}",
+	    "{'apiVersion':'v1','kind':'Pod','metadata':{'name':'','namespace':'default'},"
+	    "'spec':{'containers':[" C_WEB "]}}",
+	    "{'apiVersion':'v1','kind':'Pod','metadata':{'namespace':'default'},"
+	    "'spec':{'containers':[" C_WEB "]}}",
+	    "{'apiVersion':'v1','kind':'Node','metadata':{'name':'n','namespace':'default'}}",
+	    /* Unknown fields; a resourceVersion as an integer; nodeName not first. */
+	    "{'apiVersion':'v1','kind':'Pod','metadata':{'name':'p','namespace':'default',"
+	    "'bogus':'1'},'spec':{'containers':[" C_WEB "]}}",
+	    "{'apiVersion':'v1','kind':'Pod','metadata':{'name':'p','namespace':'default'},"
+	    "'spec':{'containers':[" C_WEB "]},'bogus':1}",
+	    "{'apiVersion':'v1','kind':'Pod','metadata':{'name':'p','namespace':'default',"
+	    "'resourceVersion':5},'spec':{'containers':[" C_WEB "]}}",
+	    "{'apiVersion':'v1','kind':'Pod','metadata':{'name':'p','namespace':'default'},"
+	    "'spec':{'containers':[" C_WEB "],'nodeName':'n'}}",
+	    "{'apiVersion':'v2','kind':'Pod','metadata':{'name':'p','namespace':'default'},"
+	    "'spec':{'containers':[" C_WEB "]}}",
+	    "['apiVersion','v1']",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct aep_buf b;
+		mp(bad[i], &b);
+		if (canon(&b, AEP_KIND_POD) == 0 || canon(&b, AEP_KIND_NODE) == 0)
+			fail_msg("case %zu read as canonical: %s", i, bad[i]);
+		aep_buf_free(&b);
+	}
+
+	/* The right bytes for another kind; a short string in a long form;
+	 * trailing bytes; a NUL in a name. */
+	struct aep_object *o = must_decode(
+	    "{'kind':'Pod','metadata':{'name':'p','namespace':'default','labels':{'a':'b'}},"
+	    "'spec':{'containers':[" C_WEB "]}}");
+	struct aep_buf b;
+	aep_buf_init(&b);
+	aep_buf_append(&b, o->data, o->len);
+	assert_int_equal(canon(&b, AEP_KIND_POD), 0);
+	assert_int_equal(canon(&b, AEP_KIND_SERVICE), -1);
+	aep_buf_append(&b, "\xc0", 1);
+	assert_int_equal(canon(&b, AEP_KIND_POD), -1);
+	aep_buf_reset(&b);
+
+	char *p = memmem(o->data, o->len, "\xa1p", 2);
+	assert_non_null(p);
+	size_t at = (size_t)(p - o->data);
+	aep_buf_append(&b, o->data, at);
+	aep_buf_append(&b, "\xd9\x01p", 3); /* "p" as str8 */
+	aep_buf_append(&b, o->data + at + 2, o->len - at - 2);
+	assert_int_equal(canon(&b, AEP_KIND_POD), -1);
+	aep_buf_reset(&b);
+	aep_buf_append(&b, o->data, o->len);
+	b.data[at + 1] = '\0';
+	assert_int_equal(canon(&b, AEP_KIND_POD), -1);
+	aep_buf_free(&b);
+	aep_object_unref(o);
+}
+
+/* Every truncation is refused; every damaged byte is refused or read into
+ * an object whose encoding is one whole msgpack value: no read past the
+ * bytes (ASan watches), no crash. */
+static void test_damaged_bytes(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < NFIX; i++) {
+		struct aep_object *o = must_decode(fixture(i)), *s = NULL;
+		assert_int_equal(aep_object_stamp(o, "uid", 77, 1000000000, 2, &s), 0);
+		for (size_t cut = 0; cut < s->len; cut++) {
+			char *copy = malloc(cut + 1); /* exact size for ASan */
+			struct state__canon c;
+			assert_non_null(copy);
+			memcpy(copy, s->data, cut);
+			assert_int_equal(state__canon_read(s->kind, copy, cut, &c), -1);
+			free(copy);
+		}
+		static const unsigned char bytes[] = {0x00, 0x7f, 0x80, 0x8f, 0xa0, 0xbf, 0xc0,
+						      0xc4, 0xd9, 0xdb, 0xdc, 0xde, 0xdf, 0xff};
+		for (size_t at = 0; at < s->len; at++) {
+			for (size_t v = 0; v < sizeof(bytes); v++) {
+				char *copy = malloc(s->len);
+				struct state__canon c;
+				struct aep_object *out = NULL;
+				struct aep_mp_limits lim = aep_mp_default_limits;
+				struct aep_error e = {0};
+				size_t used = 0;
+				assert_non_null(copy);
+				memcpy(copy, s->data, s->len);
+				copy[at] = (char)bytes[v];
+				if (state__canon_read(s->kind, copy, s->len, &c) == 0) {
+					assert_int_equal(
+					    state__canon_stamp(&c, "u2", 5, 6, 7, &out), 0);
+					lim.max_bytes = SIZE_MAX;
+					assert_int_equal(
+					    aep_mp_check(out->data, out->len, &lim, &used, &e), 0);
+					assert_int_equal(used, out->len);
+					assert_true(out->meta.name[0] != '\0');
+					aep_object_unref(out);
+				}
+				free(copy);
+			}
+		}
+		aep_object_unref(o);
+		aep_object_unref(s);
+	}
+}
+
+/* Through the store: a create or update carrying canonical bytes (the fast
+ * path) stores exactly what the same object in a client's form (decoded
+ * again) does, with the same results. */
+static void apply_one(struct aep_store *s, uint64_t index, enum aep_op op, enum aep_kind kind,
+		      const char *obj, size_t len, const char *uid, int64_t now,
+		      struct aep_result *r)
+{
+	struct aep_batch bt;
+	struct aep_cmd c;
+	struct aep_result *res;
+	const char *data;
+	size_t dlen, n;
+	memset(&c, 0, sizeof(c));
+	c.op = op;
+	c.kind = kind;
+	c.obj = obj;
+	c.obj_len = len;
+	c.now_ns = now;
+	if (uid != NULL)
+		snprintf(c.uid, sizeof(c.uid), "%s", uid);
+	aep_batch_init(&bt);
+	assert_int_equal(aep_batch_add(&bt, &c), 0);
+	assert_int_equal(aep_batch_finish(&bt, &data, &dlen), 0);
+	assert_int_equal(aep_store_apply(s, index, data, dlen, &res, &n), 0);
+	assert_int_equal(n, 1);
+	*r = res[0];
+	aep_free(res);
+	aep_batch_free(&bt);
+}
+
+static void test_store_paths_agree(void **state)
+{
+	(void)state;
+	struct aep_store *fast, *slow;
+	uint64_t index = 1;
+	assert_int_equal(aep_store_new(NULL, &fast), 0);
+	assert_int_equal(aep_store_new(NULL, &slow), 0);
+	for (int round = 0; round < 3; round++) {
+		for (size_t i = 0; i < NFIX; i++, index++) {
+			const char *json = fixture(i);
+			struct aep_buf client;
+			struct aep_result rf, rs;
+			mp(json, &client);
+			struct aep_object *o = must_decode_buf(client.data, client.len);
+			if (round == 1 && o->kind == AEP_KIND_POD) {
+				/* Update with a changed spec: generation moves. */
+				struct aep_object *t = o;
+				aep_buf_free(&client);
+				char *alt = strdup(json);
+				char *img = strstr(alt, "nginx:1.25");
+				if (img != NULL)
+					memcpy(img, "nginx:1.26", 10);
+				mp(alt, &client);
+				free(alt);
+				o = must_decode_buf(client.data, client.len);
+				aep_object_unref(t);
+			}
+			enum aep_op op = round == 0 ? AEP_OP_CREATE : AEP_OP_UPDATE;
+			/* The client's form is not canonical (no apiVersion). */
+			struct state__canon c;
+			assert_int_equal(state__canon_read(o->kind, client.data, client.len, &c),
+					 -1);
+			if (o->kind == AEP_KIND_NAMESPACE && round == 0) {
+				/* The namespaces the fixtures live in. */
+				aep_object_unref(o);
+				o = must_decode("{'kind':'Namespace','metadata':{'name':'prod'}}");
+			}
+			apply_one(fast, index, op, o->kind, o->data, o->len, "uid-a", 1000 + index,
+				  &rf);
+			if (o->kind == AEP_KIND_NAMESPACE && round == 0)
+				apply_one(slow, index, op, o->kind, o->data, o->len, "uid-a",
+					  1000 + index, &rs);
+			else
+				apply_one(slow, index, op, o->kind, client.data, client.len,
+					  "uid-a", 1000 + index, &rs);
+			assert_int_equal(rf.code, rs.code);
+			assert_int_equal(rf.rv, rs.rv);
+			if (rf.msg != NULL || rs.msg != NULL)
+				assert_string_equal(rf.msg, rs.msg);
+			assert_int_equal(rf.obj == NULL, rs.obj == NULL);
+			if (rf.obj != NULL) {
+				assert_meta_equal(rf.obj, rs.obj);
+				assert_int_equal(rf.obj->len, rs.obj->len);
+				assert_memory_equal(rf.obj->data, rs.obj->data, rf.obj->len);
+			}
+			aep_result_clear(&rf);
+			aep_result_clear(&rs);
+			aep_object_unref(o);
+			aep_buf_free(&client);
+		}
+	}
+	struct aep_buf sf, ss;
+	aep_buf_init(&sf);
+	aep_buf_init(&ss);
+	assert_int_equal(aep_store_snapshot(fast, &sf), 0);
+	assert_int_equal(aep_store_snapshot(slow, &ss), 0);
+	assert_int_equal(sf.len, ss.len);
+	assert_memory_equal(sf.data, ss.data, sf.len);
+	assert_true(aep_store_count(fast, AEP_KIND_POD) >= 2);
+	aep_buf_free(&sf);
+	aep_buf_free(&ss);
+	aep_store_free(fast);
+	aep_store_free(slow);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_same_bytes_every_fixture),
+	    cmocka_unit_test(test_same_bytes_generated),
+	    cmocka_unit_test(test_refuses_non_canonical),
+	    cmocka_unit_test(test_damaged_bytes),
+	    cmocka_unit_test(test_store_paths_agree),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
