@@ -13,126 +13,9 @@
 #include <lz4frame.h>
 
 #include "state/state.h"
+#include "tests/unit/fixtures.h"
 
 /* ---- helpers ------------------------------------------------------------ */
-
-/* Pack "k=v,k2=v2" as a labels map. */
-static void pack_labels(msgpack_packer *pk, const char *labels)
-{
-	char buf[512];
-	char *keys[16], *vals[16];
-	int n = 0;
-	snprintf(buf, sizeof(buf), "%s", labels);
-	for (char *tok = strtok(buf, ","); tok != NULL && n < 16; tok = strtok(NULL, ",")) {
-		char *eq = strchr(tok, '=');
-		assert_non_null(eq);
-		*eq = '\0';
-		keys[n] = tok;
-		vals[n] = eq + 1;
-		n++;
-	}
-	msgpack_pack_map(pk, (size_t)n);
-	for (int i = 0; i < n; i++) {
-		aep_pack_str(pk, keys[i]);
-		aep_pack_str(pk, vals[i]);
-	}
-}
-
-static void pack_meta(msgpack_packer *pk, const char *ns, const char *name, const char *labels)
-{
-	aep_pack_str(pk, "metadata");
-	msgpack_pack_map(pk, 1 + (ns != NULL) + (labels != NULL));
-	aep_pack_str(pk, "name");
-	aep_pack_str(pk, name);
-	if (ns != NULL) {
-		aep_pack_str(pk, "namespace");
-		aep_pack_str(pk, ns);
-	}
-	if (labels != NULL) {
-		aep_pack_str(pk, "labels");
-		pack_labels(pk, labels);
-	}
-}
-
-/* A Pod's msgpack into @b (reset first). */
-static void pod(struct aep_buf *b, const char *ns, const char *name, const char *labels,
-		const char *node, const char *image)
-{
-	msgpack_packer pk;
-	aep_buf_reset(b);
-	aep_packer_init(&pk, b);
-	msgpack_pack_map(&pk, 3);
-	aep_pack_str(&pk, "kind");
-	aep_pack_str(&pk, "Pod");
-	pack_meta(&pk, ns, name, labels);
-	aep_pack_str(&pk, "spec");
-	msgpack_pack_map(&pk, 1 + (node != NULL));
-	if (node != NULL) {
-		aep_pack_str(&pk, "nodeName");
-		aep_pack_str(&pk, node);
-	}
-	aep_pack_str(&pk, "containers");
-	msgpack_pack_array(&pk, 1);
-	msgpack_pack_map(&pk, 2);
-	aep_pack_str(&pk, "name");
-	aep_pack_str(&pk, "c");
-	aep_pack_str(&pk, "image");
-	aep_pack_str(&pk, image);
-	assert_false(b->failed);
-}
-
-/* A Namespace, Node or Service: metadata only (Service: a spec). */
-static void simple(struct aep_buf *b, const char *kind, const char *ns, const char *name,
-		   const char *labels)
-{
-	msgpack_packer pk;
-	bool svc = strcmp(kind, "Service") == 0;
-	aep_buf_reset(b);
-	aep_packer_init(&pk, b);
-	msgpack_pack_map(&pk, 2 + svc);
-	aep_pack_str(&pk, "kind");
-	aep_pack_str(&pk, kind);
-	pack_meta(&pk, ns, name, labels);
-	if (svc) {
-		aep_pack_str(&pk, "spec");
-		msgpack_pack_map(&pk, 1);
-		aep_pack_str(&pk, "ports");
-		msgpack_pack_array(&pk, 1);
-		msgpack_pack_map(&pk, 1);
-		aep_pack_str(&pk, "port");
-		msgpack_pack_int(&pk, 80);
-	}
-	assert_false(b->failed);
-}
-
-static struct aep_cmd cmd_obj(enum aep_op op, enum aep_kind kind, const struct aep_buf *obj,
-			      uint64_t precond, const char *uid, int64_t now)
-{
-	struct aep_cmd c;
-	memset(&c, 0, sizeof(c));
-	c.op = op;
-	c.kind = kind;
-	c.obj = obj->data;
-	c.obj_len = obj->len;
-	c.precond_rv = precond;
-	c.now_ns = now;
-	if (uid != NULL)
-		snprintf(c.uid, sizeof(c.uid), "%s", uid);
-	return c;
-}
-
-static struct aep_cmd cmd_del(enum aep_kind kind, const char *ns, const char *name,
-			      uint64_t precond)
-{
-	struct aep_cmd c;
-	memset(&c, 0, sizeof(c));
-	c.op = AEP_OP_DELETE;
-	c.kind = kind;
-	c.ns = ns;
-	c.name = name;
-	c.precond_rv = precond;
-	return c;
-}
 
 /* Apply one command as the entry at @index; returns its result code. */
 static int apply1_code(struct aep_store *s, uint64_t index, const struct aep_cmd *c)
@@ -153,26 +36,6 @@ static int apply1_code(struct aep_store *s, uint64_t index, const struct aep_cmd
 	return code;
 }
 
-static void snap(struct aep_store *s, struct aep_buf *out)
-{
-	aep_buf_reset(out);
-	assert_int_equal(aep_store_snapshot(s, out), 0);
-}
-
-static void assert_same_bytes(const struct aep_buf *a, const struct aep_buf *b)
-{
-	assert_int_equal(a->len, b->len);
-	assert_memory_equal(a->data, b->data, a->len);
-}
-
-static struct aep_selector *sel(const char *s)
-{
-	struct aep_selector *out;
-	struct aep_error e = {0};
-	assert_int_equal(aep_selector_parse(s, strlen(s), &out, &e), 0);
-	return out;
-}
-
 static struct aep_store *new_store(void)
 {
 	struct aep_store *s;
@@ -189,15 +52,15 @@ static void populate(struct aep_store *s, unsigned n)
 	struct aep_buf b;
 	aep_buf_init(&b);
 	uint64_t index = 1;
-	simple(&b, "Namespace", NULL, "team", "owner=ops");
-	struct aep_cmd c = cmd_obj(AEP_OP_CREATE, AEP_KIND_NAMESPACE, &b, 0, "ns-team", 5);
+	fx_simple(&b, "Namespace", NULL, "team", "owner=ops");
+	struct aep_cmd c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_NAMESPACE, &b, 0, "ns-team", 5);
 	assert_int_equal(apply1_code(s, index++, &c), 0);
 	for (unsigned i = 0; i < 3; i++) {
 		char name[16], uid[16];
 		snprintf(name, sizeof(name), "node-%u", i);
 		snprintf(uid, sizeof(uid), "nu-%u", i);
-		simple(&b, "Node", NULL, name, "zone=a");
-		c = cmd_obj(AEP_OP_CREATE, AEP_KIND_NODE, &b, 0, uid, 7);
+		fx_simple(&b, "Node", NULL, name, "zone=a");
+		c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_NODE, &b, 0, uid, 7);
 		assert_int_equal(apply1_code(s, index++, &c), 0);
 	}
 	for (unsigned i = 0; i < n; i++) {
@@ -207,17 +70,17 @@ static void populate(struct aep_store *s, unsigned n)
 		snprintf(uid, sizeof(uid), "pu-%u", i);
 		snprintf(labels, sizeof(labels), "app=a%u", i % 4);
 		snprintf(node, sizeof(node), "node-%u", i % 3);
-		pod(&b, ns, name, labels, i % 2 ? node : NULL, i % 5 ? "img:1" : "img:2");
+		fx_pod(&b, ns, name, labels, i % 2 ? node : NULL, i % 5 ? "img:1" : "img:2");
 		enum aep_op op = i < 40 ? AEP_OP_CREATE : AEP_OP_UPDATE;
-		c = cmd_obj(op, AEP_KIND_POD, &b, 0, uid, (int64_t)i * 1000000007);
+		c = fx_cmd_obj(op, AEP_KIND_POD, &b, 0, uid, (int64_t)i * 1000000007);
 		(void)apply1_code(s, index++, &c);
 		if (i % 7 == 0) {
-			c = cmd_del(AEP_KIND_POD, ns, name, 0);
+			c = fx_cmd_del(AEP_KIND_POD, ns, name, 0);
 			(void)apply1_code(s, index++, &c);
 		}
 	}
-	simple(&b, "Service", "default", "web", "app=a1");
-	c = cmd_obj(AEP_OP_CREATE, AEP_KIND_SERVICE, &b, 0, "svc", 9);
+	fx_simple(&b, "Service", "default", "web", "app=a1");
+	c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_SERVICE, &b, 0, "svc", 9);
 	assert_int_equal(apply1_code(s, index++, &c), 0);
 	memset(&c, 0, sizeof(c));
 	c.op = AEP_OP_MEMBER;
@@ -261,7 +124,7 @@ static void describe(struct aep_store *s, struct aep_buf *out)
 				 0);
 		aep_buf_printf(out, "|%zu|", aep_store_count(s, (enum aep_kind)k));
 	}
-	struct aep_selector *se = sel("app=a1");
+	struct aep_selector *se = fx_sel("app=a1");
 	assert_int_equal(aep_store_list(s, AEP_KIND_POD, "default", se, list_into, out), 0);
 	aep_selector_free(se);
 	assert_int_equal(aep_store_list_pods_on_node(s, "node-1", list_into, out), 0);
@@ -286,13 +149,13 @@ static void identical_stores_identical_bytes(void **state)
 	aep_buf_init(&sb);
 	populate(a, 200);
 	populate(b, 200);
-	snap(a, &sa);
-	snap(b, &sb);
-	assert_same_bytes(&sa, &sb);
+	fx_snap(a, &sa);
+	fx_snap(b, &sb);
+	fx_assert_same_bytes(&sa, &sb);
 	/* One more change: different bytes. */
-	struct aep_cmd c = cmd_del(AEP_KIND_SERVICE, "default", "web", 0);
+	struct aep_cmd c = fx_cmd_del(AEP_KIND_SERVICE, "default", "web", 0);
 	assert_int_equal(apply1_code(b, 10000, &c), 0);
-	snap(b, &sb);
+	fx_snap(b, &sb);
 	assert_true(sa.len != sb.len || memcmp(sa.data, sb.data, sa.len) != 0);
 	/* A snapshot is a standard LZ4 frame: magic number first. */
 	assert_memory_equal(sa.data, "\x04\x22\x4d\x18", 4);
@@ -313,15 +176,15 @@ static void restore_gives_the_same_store(void **state)
 	aep_buf_init(&da);
 	aep_buf_init(&db);
 	populate(a, 300);
-	snap(a, &sa);
+	fx_snap(a, &sa);
 	/* b has content of its own, replaced whole. */
 	populate(b, 10);
 	assert_int_equal(aep_store_restore(b, sa.data, sa.len, &e), 0);
-	snap(b, &sb);
-	assert_same_bytes(&sa, &sb);
+	fx_snap(b, &sb);
+	fx_assert_same_bytes(&sa, &sb);
 	describe(a, &da);
 	describe(b, &db);
-	assert_same_bytes(&da, &db);
+	fx_assert_same_bytes(&da, &db);
 	char ns[64], name[64];
 	assert_int_equal(aep_store_list(a, AEP_KIND_POD, NULL, NULL, first_key, ns), 1);
 	memcpy(name, ns + strlen(ns) + 1, sizeof(name) - strlen(ns) - 1);
@@ -340,24 +203,24 @@ static void restore_gives_the_same_store(void **state)
 	uint64_t next = aep_store_applied_index(a) + 1;
 	struct aep_buf p;
 	aep_buf_init(&p);
-	pod(&p, "team", "late", "app=a1", "node-1", "img");
-	struct aep_cmd c = cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &p, 0, "late", 1);
+	fx_pod(&p, "team", "late", "app=a1", "node-1", "img");
+	struct aep_cmd c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &p, 0, "late", 1);
 	assert_int_equal(apply1_code(a, next, &c), 0);
 	assert_int_equal(apply1_code(b, next, &c), 0);
-	c = cmd_del(AEP_KIND_NAMESPACE, NULL, "team", 0);
+	c = fx_cmd_del(AEP_KIND_NAMESPACE, NULL, "team", 0);
 	assert_int_equal(apply1_code(a, next + 1, &c), AEP_ECONFLICT);
 	assert_int_equal(apply1_code(b, next + 1, &c), AEP_ECONFLICT);
-	snap(a, &sa);
-	snap(b, &sb);
-	assert_same_bytes(&sa, &sb);
+	fx_snap(a, &sa);
+	fx_snap(b, &sb);
+	fx_assert_same_bytes(&sa, &sb);
 
 	/* An empty (new) store round-trips too. */
 	struct aep_store *n = new_store(), *m = new_store();
 	populate(m, 5);
-	snap(n, &sa);
+	fx_snap(n, &sa);
 	assert_int_equal(aep_store_restore(m, sa.data, sa.len, &e), 0);
-	snap(m, &sb);
-	assert_same_bytes(&sa, &sb);
+	fx_snap(m, &sb);
+	fx_assert_same_bytes(&sa, &sb);
 	assert_int_equal(aep_store_count(m, AEP_KIND_POD), 0);
 	assert_int_equal(aep_store_revision(m), 0);
 
@@ -379,13 +242,13 @@ static void restore_fails(struct aep_store *s, const char *data, size_t len)
 	struct aep_error e = {0};
 	aep_buf_init(&before);
 	aep_buf_init(&after);
-	snap(s, &before);
+	fx_snap(s, &before);
 	int rv = aep_store_restore(s, data, len, &e);
 	assert_int_not_equal(rv, 0);
 	assert_int_equal(e.code, rv);
 	assert_true(e.msg[0] != '\0');
-	snap(s, &after);
-	assert_same_bytes(&before, &after);
+	fx_snap(s, &after);
+	fx_assert_same_bytes(&before, &after);
 	aep_buf_free(&before);
 	aep_buf_free(&after);
 }
@@ -428,7 +291,7 @@ static void corrupt_input_changes_nothing(void **state)
 	aep_buf_init(&bad);
 	populate(s, 30);
 	populate(src, 60);
-	snap(src, &good);
+	fx_snap(src, &good);
 
 	/* Every truncation. */
 	for (size_t cut = 0; cut < good.len; cut += cut < 64 ? 1 : 97)
@@ -487,8 +350,8 @@ static void corrupt_input_changes_nothing(void **state)
 	aep_buf_init(&raw);
 	struct aep_buf p;
 	aep_buf_init(&p);
-	pod(&p, "default", "a", NULL, NULL, "img");
-	struct aep_cmd c = cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &p, 0, "ua", 1);
+	fx_pod(&p, "default", "a", NULL, NULL, "img");
+	struct aep_cmd c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &p, 0, "ua", 1);
 	assert_int_equal(apply1_code(two, 1, &c), 0);
 	struct aep_object *o = aep_store_get(two, AEP_KIND_POD, "default", "a");
 	msgpack_packer pk;
@@ -541,8 +404,8 @@ static void restore_survives_allocation_failure(void **state)
 	aep_buf_init(&after);
 	populate(s, 20);
 	populate(src, 25);
-	snap(src, &good);
-	snap(s, &before);
+	fx_snap(src, &good);
+	fx_snap(s, &before);
 	int failures = 0;
 	for (long n = 1;; n++) {
 		struct aep_error e = {0};
@@ -553,13 +416,13 @@ static void restore_survives_allocation_failure(void **state)
 			break;
 		failures++;
 		assert_int_equal(rv, AEP_ENOMEM);
-		snap(s, &after);
-		assert_same_bytes(&before, &after);
+		fx_snap(s, &after);
+		fx_assert_same_bytes(&before, &after);
 		assert_true(n < 100000);
 	}
 	assert_true(failures > 10);
-	snap(s, &after);
-	assert_same_bytes(&good, &after);
+	fx_snap(s, &after);
+	fx_assert_same_bytes(&good, &after);
 
 	/* Snapshot itself under failing allocations: AEP_ENOMEM, output as it
 	 * was. */

@@ -11,126 +11,9 @@
 #include <cmocka.h>
 
 #include "state/state.h"
+#include "tests/unit/fixtures.h"
 
 /* ---- helpers ------------------------------------------------------------ */
-
-/* Pack "k=v,k2=v2" as a labels map. */
-static void pack_labels(msgpack_packer *pk, const char *labels)
-{
-	char buf[512];
-	char *keys[16], *vals[16];
-	int n = 0;
-	snprintf(buf, sizeof(buf), "%s", labels);
-	for (char *tok = strtok(buf, ","); tok != NULL && n < 16; tok = strtok(NULL, ",")) {
-		char *eq = strchr(tok, '=');
-		assert_non_null(eq);
-		*eq = '\0';
-		keys[n] = tok;
-		vals[n] = eq + 1;
-		n++;
-	}
-	msgpack_pack_map(pk, (size_t)n);
-	for (int i = 0; i < n; i++) {
-		aep_pack_str(pk, keys[i]);
-		aep_pack_str(pk, vals[i]);
-	}
-}
-
-static void pack_meta(msgpack_packer *pk, const char *ns, const char *name, const char *labels)
-{
-	aep_pack_str(pk, "metadata");
-	msgpack_pack_map(pk, 1 + (ns != NULL) + (labels != NULL));
-	aep_pack_str(pk, "name");
-	aep_pack_str(pk, name);
-	if (ns != NULL) {
-		aep_pack_str(pk, "namespace");
-		aep_pack_str(pk, ns);
-	}
-	if (labels != NULL) {
-		aep_pack_str(pk, "labels");
-		pack_labels(pk, labels);
-	}
-}
-
-/* A Pod's msgpack into @b (reset first). */
-static void pod(struct aep_buf *b, const char *ns, const char *name, const char *labels,
-		const char *node, const char *image)
-{
-	msgpack_packer pk;
-	aep_buf_reset(b);
-	aep_packer_init(&pk, b);
-	msgpack_pack_map(&pk, 3);
-	aep_pack_str(&pk, "kind");
-	aep_pack_str(&pk, "Pod");
-	pack_meta(&pk, ns, name, labels);
-	aep_pack_str(&pk, "spec");
-	msgpack_pack_map(&pk, 1 + (node != NULL));
-	if (node != NULL) {
-		aep_pack_str(&pk, "nodeName");
-		aep_pack_str(&pk, node);
-	}
-	aep_pack_str(&pk, "containers");
-	msgpack_pack_array(&pk, 1);
-	msgpack_pack_map(&pk, 2);
-	aep_pack_str(&pk, "name");
-	aep_pack_str(&pk, "c");
-	aep_pack_str(&pk, "image");
-	aep_pack_str(&pk, image);
-	assert_false(b->failed);
-}
-
-/* A Namespace, Node or Service: metadata only (Service: a spec). */
-static void simple(struct aep_buf *b, const char *kind, const char *ns, const char *name,
-		   const char *labels)
-{
-	msgpack_packer pk;
-	bool svc = strcmp(kind, "Service") == 0;
-	aep_buf_reset(b);
-	aep_packer_init(&pk, b);
-	msgpack_pack_map(&pk, 2 + svc);
-	aep_pack_str(&pk, "kind");
-	aep_pack_str(&pk, kind);
-	pack_meta(&pk, ns, name, labels);
-	if (svc) {
-		aep_pack_str(&pk, "spec");
-		msgpack_pack_map(&pk, 1);
-		aep_pack_str(&pk, "ports");
-		msgpack_pack_array(&pk, 1);
-		msgpack_pack_map(&pk, 1);
-		aep_pack_str(&pk, "port");
-		msgpack_pack_int(&pk, 80);
-	}
-	assert_false(b->failed);
-}
-
-static struct aep_cmd cmd_obj(enum aep_op op, enum aep_kind kind, const struct aep_buf *obj,
-			      uint64_t precond, const char *uid, int64_t now)
-{
-	struct aep_cmd c;
-	memset(&c, 0, sizeof(c));
-	c.op = op;
-	c.kind = kind;
-	c.obj = obj->data;
-	c.obj_len = obj->len;
-	c.precond_rv = precond;
-	c.now_ns = now;
-	if (uid != NULL)
-		snprintf(c.uid, sizeof(c.uid), "%s", uid);
-	return c;
-}
-
-static struct aep_cmd cmd_del(enum aep_kind kind, const char *ns, const char *name,
-			      uint64_t precond)
-{
-	struct aep_cmd c;
-	memset(&c, 0, sizeof(c));
-	c.op = AEP_OP_DELETE;
-	c.kind = kind;
-	c.ns = ns;
-	c.name = name;
-	c.precond_rv = precond;
-	return c;
-}
 
 /* Apply one command as the entry at @index; returns its result code and
  * leaves the result in *@r (cleared by the caller). */
@@ -160,26 +43,6 @@ static int apply1_code(struct aep_store *s, uint64_t index, const struct aep_cmd
 	return code;
 }
 
-static void snap(struct aep_store *s, struct aep_buf *out)
-{
-	aep_buf_reset(out);
-	assert_int_equal(aep_store_snapshot(s, out), 0);
-}
-
-static void assert_same_bytes(const struct aep_buf *a, const struct aep_buf *b)
-{
-	assert_int_equal(a->len, b->len);
-	assert_memory_equal(a->data, b->data, a->len);
-}
-
-static struct aep_selector *sel(const char *s)
-{
-	struct aep_selector *out;
-	struct aep_error e = {0};
-	assert_int_equal(aep_selector_parse(s, strlen(s), &out, &e), 0);
-	return out;
-}
-
 /* Collects "ns/name" of visited objects, comma-separated. */
 struct names {
 	char buf[4096];
@@ -197,7 +60,7 @@ static int collect(const struct aep_object *o, void *data)
 static const char *list(struct aep_store *s, enum aep_kind kind, const char *ns,
 			const char *selector, struct names *n)
 {
-	struct aep_selector *se = selector != NULL ? sel(selector) : NULL;
+	struct aep_selector *se = selector != NULL ? fx_sel(selector) : NULL;
 	n->buf[0] = '\0';
 	assert_int_equal(aep_store_list(s, kind, ns, se, collect, n), 0);
 	if (se != NULL)
@@ -239,9 +102,9 @@ static void new_store_has_default_namespaces(void **state)
 	o = aep_store_get(a, AEP_KIND_NAMESPACE, NULL, "default");
 	assert_non_null(o);
 	aep_object_unref(o);
-	snap(a, &sa);
-	snap(b, &sb);
-	assert_same_bytes(&sa, &sb);
+	fx_snap(a, &sa);
+	fx_snap(b, &sb);
+	fx_assert_same_bytes(&sa, &sb);
 	aep_buf_free(&sa);
 	aep_buf_free(&sb);
 	aep_store_free(a);
@@ -255,8 +118,8 @@ static void create_stamps_and_refuses_duplicates(void **state)
 	struct aep_buf b;
 	struct aep_result r;
 	aep_buf_init(&b);
-	pod(&b, "default", "web", "app=web", NULL, "nginx");
-	struct aep_cmd c = cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b, 0, "uid-1", 1000000000);
+	fx_pod(&b, "default", "web", "app=web", NULL, "nginx");
+	struct aep_cmd c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b, 0, "uid-1", 1000000000);
 	assert_int_equal(apply1(s, 5, &c, &r), 0);
 	assert_int_equal(r.rv, AEP_REV(5, 0));
 	assert_non_null(r.obj);
@@ -275,7 +138,7 @@ static void create_stamps_and_refuses_duplicates(void **state)
 	aep_object_unref(o);
 	assert_null(aep_store_get(s, AEP_KIND_POD, "kube-system", "web"));
 
-	c = cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b, 0, "uid-2", 2);
+	c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b, 0, "uid-2", 2);
 	assert_int_equal(apply1(s, 6, &c, &r), AEP_EEXISTS);
 	assert_non_null(r.msg);
 	assert_non_null(strstr(r.msg, "pods \"web\" already exists"));
@@ -285,24 +148,24 @@ static void create_stamps_and_refuses_duplicates(void **state)
 	assert_int_equal(aep_store_revision(s), AEP_REV(5, 0));
 	assert_int_equal(aep_store_applied_index(s), 6);
 
-	pod(&b, "nope", "web", NULL, NULL, "nginx");
-	c = cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b, 0, "uid-3", 3);
+	fx_pod(&b, "nope", "web", NULL, NULL, "nginx");
+	c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b, 0, "uid-3", 3);
 	assert_int_equal(apply1(s, 7, &c, &r), AEP_ENOTFOUND);
 	assert_non_null(strstr(r.msg, "namespace \"nope\" not found"));
 	aep_result_clear(&r);
 
 	/* Once the namespace exists, the same create works. */
-	simple(&b, "Namespace", NULL, "nope", NULL);
-	c = cmd_obj(AEP_OP_CREATE, AEP_KIND_NAMESPACE, &b, 0, "uid-4", 4);
+	fx_simple(&b, "Namespace", NULL, "nope", NULL);
+	c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_NAMESPACE, &b, 0, "uid-4", 4);
 	assert_int_equal(apply1_code(s, 8, &c), 0);
-	pod(&b, "nope", "web", NULL, NULL, "nginx");
-	c = cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b, 0, "uid-5", 5);
+	fx_pod(&b, "nope", "web", NULL, NULL, "nginx");
+	c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b, 0, "uid-5", 5);
 	assert_int_equal(apply1_code(s, 9, &c), 0);
 	assert_int_equal(aep_store_count(s, AEP_KIND_POD), 2);
 
 	/* A command whose kind is not the object's is refused. */
-	pod(&b, "default", "other", NULL, NULL, "nginx");
-	c = cmd_obj(AEP_OP_CREATE, AEP_KIND_SERVICE, &b, 0, "uid-6", 6);
+	fx_pod(&b, "default", "other", NULL, NULL, "nginx");
+	c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_SERVICE, &b, 0, "uid-6", 6);
 	assert_int_equal(apply1_code(s, 10, &c), AEP_EINVALID);
 
 	/* Re-applying an old index is refused. */
@@ -327,19 +190,19 @@ static void update_preconditions_and_generation(void **state)
 	struct aep_result r;
 	aep_buf_init(&b);
 
-	pod(&b, "default", "web", "app=web", NULL, "nginx");
-	struct aep_cmd c = cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b, 0, NULL, 9);
+	fx_pod(&b, "default", "web", "app=web", NULL, "nginx");
+	struct aep_cmd c = fx_cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b, 0, NULL, 9);
 	assert_int_equal(apply1(s, 1, &c, &r), AEP_ENOTFOUND);
 	assert_non_null(strstr(r.msg, "pods \"web\" not found"));
 	aep_result_clear(&r);
 
-	c = cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b, 0, "uid-1", 1000);
+	c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b, 0, "uid-1", 1000);
 	assert_int_equal(apply1_code(s, 2, &c), 0);
 	uint64_t rv1 = AEP_REV(2, 0);
 
 	/* Wrong precondition: Conflict, nothing changes. */
-	pod(&b, "default", "web", "app=web", NULL, "nginx:2");
-	c = cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b, rv1 + 1, NULL, 2000);
+	fx_pod(&b, "default", "web", "app=web", NULL, "nginx:2");
+	c = fx_cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b, rv1 + 1, NULL, 2000);
 	assert_int_equal(apply1(s, 3, &c, &r), AEP_ECONFLICT);
 	assert_non_null(strstr(r.msg, "pods \"web\""));
 	assert_non_null(strstr(r.msg, "the object has been modified"));
@@ -350,7 +213,7 @@ static void update_preconditions_and_generation(void **state)
 
 	/* Right precondition, spec changed: generation 2, uid and creation
 	 * time kept. */
-	c = cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b, rv1, "ignored", 2000);
+	c = fx_cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b, rv1, "ignored", 2000);
 	assert_int_equal(apply1(s, 4, &c, &r), 0);
 	assert_int_equal(r.rv, AEP_REV(4, 0));
 	assert_string_equal(r.obj->meta.uid, "uid-1");
@@ -359,8 +222,8 @@ static void update_preconditions_and_generation(void **state)
 	aep_result_clear(&r);
 
 	/* Labels only: generation stays. No precondition: last write wins. */
-	pod(&b, "default", "web", "app=web,tier=fe", NULL, "nginx:2");
-	c = cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b, 0, NULL, 3000);
+	fx_pod(&b, "default", "web", "app=web,tier=fe", NULL, "nginx:2");
+	c = fx_cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b, 0, NULL, 3000);
 	assert_int_equal(apply1(s, 5, &c, &r), 0);
 	assert_int_equal(r.obj->meta.generation, 2);
 	assert_int_equal(r.obj->meta.nlabels, 2);
@@ -383,30 +246,30 @@ static void delete_semantics(void **state)
 	struct aep_result r;
 	aep_buf_init(&b);
 
-	struct aep_cmd c = cmd_del(AEP_KIND_POD, "default", "web", 0);
+	struct aep_cmd c = fx_cmd_del(AEP_KIND_POD, "default", "web", 0);
 	assert_int_equal(apply1(s, 1, &c, &r), AEP_ENOTFOUND);
 	assert_non_null(strstr(r.msg, "pods \"web\" not found"));
 	aep_result_clear(&r);
 
-	simple(&b, "Namespace", NULL, "team", NULL);
-	c = cmd_obj(AEP_OP_CREATE, AEP_KIND_NAMESPACE, &b, 0, "uid-ns", 1);
+	fx_simple(&b, "Namespace", NULL, "team", NULL);
+	c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_NAMESPACE, &b, 0, "uid-ns", 1);
 	assert_int_equal(apply1_code(s, 2, &c), 0);
-	pod(&b, "team", "web", NULL, "n1", "nginx");
-	c = cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b, 0, "uid-1", 1);
+	fx_pod(&b, "team", "web", NULL, "n1", "nginx");
+	c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b, 0, "uid-1", 1);
 	assert_int_equal(apply1_code(s, 3, &c), 0);
 
 	/* A namespace with objects in it cannot go; the initial ones never. */
-	c = cmd_del(AEP_KIND_NAMESPACE, NULL, "team", 0);
+	c = fx_cmd_del(AEP_KIND_NAMESPACE, NULL, "team", 0);
 	assert_int_equal(apply1(s, 4, &c, &r), AEP_ECONFLICT);
 	assert_non_null(strstr(r.msg, "namespace team is not empty"));
 	aep_result_clear(&r);
-	c = cmd_del(AEP_KIND_NAMESPACE, NULL, "default", 0);
+	c = fx_cmd_del(AEP_KIND_NAMESPACE, NULL, "default", 0);
 	assert_int_equal(apply1_code(s, 5, &c), AEP_EFORBIDDEN);
 	assert_int_equal(aep_store_count(s, AEP_KIND_NAMESPACE), 3);
 
-	c = cmd_del(AEP_KIND_POD, "team", "web", AEP_REV(3, 0) + 7);
+	c = fx_cmd_del(AEP_KIND_POD, "team", "web", AEP_REV(3, 0) + 7);
 	assert_int_equal(apply1_code(s, 6, &c), AEP_ECONFLICT);
-	c = cmd_del(AEP_KIND_POD, "team", "web", AEP_REV(3, 0));
+	c = fx_cmd_del(AEP_KIND_POD, "team", "web", AEP_REV(3, 0));
 	assert_int_equal(apply1(s, 7, &c, &r), 0);
 	assert_int_equal(r.rv, AEP_REV(7, 0));
 	assert_int_equal(r.obj->meta.rv, AEP_REV(7, 0));
@@ -417,7 +280,7 @@ static void delete_semantics(void **state)
 	struct names n;
 	assert_string_equal(on_node(s, "n1", &n), "");
 
-	c = cmd_del(AEP_KIND_NAMESPACE, NULL, "team", 0);
+	c = fx_cmd_del(AEP_KIND_NAMESPACE, NULL, "team", 0);
 	assert_int_equal(apply1_code(s, 8, &c), 0);
 	assert_int_equal(aep_store_count(s, AEP_KIND_NAMESPACE), 2);
 	assert_int_equal(aep_store_revision(s), AEP_REV(8, 0));
@@ -440,12 +303,12 @@ static void create_pods(struct aep_store *s, uint64_t *index)
 	for (size_t i = 0; i < sizeof(pods) / sizeof(pods[0]); i++) {
 		char uid[16];
 		snprintf(uid, sizeof(uid), "u%zu", i);
-		pod(&b, pods[i].ns, pods[i].name, pods[i].labels, pods[i].node, "img");
-		struct aep_cmd c = cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b, 0, uid, 1);
+		fx_pod(&b, pods[i].ns, pods[i].name, pods[i].labels, pods[i].node, "img");
+		struct aep_cmd c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b, 0, uid, 1);
 		assert_int_equal(apply1_code(s, (*index)++, &c), 0);
 	}
-	simple(&b, "Service", "default", "web", "app=web");
-	struct aep_cmd c = cmd_obj(AEP_OP_CREATE, AEP_KIND_SERVICE, &b, 0, "svc", 1);
+	fx_simple(&b, "Service", "default", "web", "app=web");
+	struct aep_cmd c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_SERVICE, &b, 0, "svc", 1);
 	assert_int_equal(apply1_code(s, (*index)++, &c), 0);
 	aep_buf_free(&b);
 }
@@ -507,7 +370,7 @@ static void list_stops_early(void **state)
 	assert_int_equal(aep_store_list(s, AEP_KIND_POD, NULL, NULL, stop_at_second, &count), 42);
 	assert_int_equal(count, 2);
 	count = 0;
-	struct aep_selector *se = sel("app=web");
+	struct aep_selector *se = fx_sel("app=web");
 	assert_int_equal(aep_store_list(s, AEP_KIND_POD, NULL, se, stop_at_second, &count), 42);
 	aep_selector_free(se);
 	aep_store_free(s);
@@ -528,14 +391,14 @@ static void pods_on_node_follow_updates(void **state)
 	assert_string_equal(on_node(s, "n3", &n), "");
 
 	/* Bind an unbound pod, move a bound one (labels kept, then changed). */
-	pod(&b, "default", "e", NULL, "n2", "img");
-	struct aep_cmd c = cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b, 0, NULL, 1);
+	fx_pod(&b, "default", "e", NULL, "n2", "img");
+	struct aep_cmd c = fx_cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b, 0, NULL, 1);
 	assert_int_equal(apply1_code(s, index++, &c), 0);
-	pod(&b, "default", "a", "app=web,tier=fe", "n3", "img");
-	c = cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b, 0, NULL, 1);
+	fx_pod(&b, "default", "a", "app=web,tier=fe", "n3", "img");
+	c = fx_cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b, 0, NULL, 1);
 	assert_int_equal(apply1_code(s, index++, &c), 0);
-	pod(&b, "default", "c", "app=other", "n3", "img");
-	c = cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b, 0, NULL, 1);
+	fx_pod(&b, "default", "c", "app=other", "n3", "img");
+	c = fx_cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b, 0, NULL, 1);
 	assert_int_equal(apply1_code(s, index++, &c), 0);
 	assert_string_equal(on_node(s, "n1", &n), "");
 	assert_string_equal(on_node(s, "n2", &n), "default/b,default/e,kube-system/d");
@@ -543,8 +406,8 @@ static void pods_on_node_follow_updates(void **state)
 	assert_string_equal(list(s, AEP_KIND_POD, NULL, "app=web", &n), "default/a,kube-system/a");
 	assert_string_equal(list(s, AEP_KIND_POD, NULL, "app=other", &n), "default/c");
 	/* Unbind. */
-	pod(&b, "default", "a", "app=web,tier=fe", NULL, "img");
-	c = cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b, 0, NULL, 1);
+	fx_pod(&b, "default", "a", "app=web,tier=fe", NULL, "img");
+	c = fx_cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b, 0, NULL, 1);
 	assert_int_equal(apply1_code(s, index++, &c), 0);
 	assert_string_equal(on_node(s, "n3", &n), "default/c");
 	aep_buf_free(&b);
@@ -564,12 +427,12 @@ static void batch_positions_and_members(void **state)
 	aep_buf_init(&b2);
 	aep_batch_init(&bt);
 
-	pod(&b1, "default", "p", NULL, NULL, "one");
-	pod(&b2, "default", "p", NULL, NULL, "two");
+	fx_pod(&b1, "default", "p", NULL, NULL, "one");
+	fx_pod(&b2, "default", "p", NULL, NULL, "two");
 	struct aep_cmd cmds[5];
-	cmds[0] = cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b1, 0, "u1", 1);
-	cmds[1] = cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b2, AEP_REV(3, 0), NULL, 2);
-	cmds[2] = cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b1, 0, "u2", 3);
+	cmds[0] = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b1, 0, "u1", 1);
+	cmds[1] = fx_cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b2, AEP_REV(3, 0), NULL, 2);
+	cmds[2] = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b1, 0, "u2", 3);
 	memset(&cmds[3], 0, sizeof(cmds[3]));
 	cmds[3].op = AEP_OP_MEMBER;
 	cmds[3].name = "m2";
@@ -647,10 +510,10 @@ static void malformed_entries_change_nothing(void **state)
 	aep_batch_init(&bt);
 	uint64_t index = 1;
 	create_pods(s, &index);
-	snap(s, &before);
+	fx_snap(s, &before);
 
-	pod(&b, "default", "x", NULL, NULL, "img");
-	struct aep_cmd c = cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b, 0, "ux", 1);
+	fx_pod(&b, "default", "x", NULL, NULL, "img");
+	struct aep_cmd c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b, 0, "ux", 1);
 	assert_int_equal(aep_batch_add(&bt, &c), 0);
 	assert_int_equal(aep_batch_add(&bt, &c), 0);
 	assert_int_equal(aep_batch_finish(&bt, &data, &len), 0);
@@ -693,8 +556,8 @@ static void malformed_entries_change_nothing(void **state)
 			 AEP_EINVALID);
 	assert_int_equal(aep_store_apply(s, 100, "\xc0", 1, NULL, NULL), AEP_EINVALID);
 	assert_int_equal(aep_store_apply(s, 100, "", 0, NULL, NULL), AEP_EINVALID);
-	snap(s, &after);
-	assert_same_bytes(&before, &after);
+	fx_snap(s, &after);
+	fx_assert_same_bytes(&before, &after);
 	assert_int_equal(aep_store_applied_index(s), index - 1);
 	/* The hand-written well-formed delete decodes (and finds nothing). */
 	assert_int_equal(aep_store_apply(s, 100, good_del, sizeof(good_del) - 1, &res, &n), 0);
@@ -755,25 +618,25 @@ static void gen_entry(struct gen *g, struct aep_batch *bt, struct aep_buf *objs)
 			/* Namespaces come and go (delete fails while in use). */
 			const char *nsn = gen_ns[2 + (r >> 34) % 2];
 			if ((r >> 36) % 2 == 0) {
-				simple(ob, "Namespace", NULL, nsn, NULL);
-				c = cmd_obj(AEP_OP_CREATE, AEP_KIND_NAMESPACE, ob, 0, uid, 1);
+				fx_simple(ob, "Namespace", NULL, nsn, NULL);
+				c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_NAMESPACE, ob, 0, uid, 1);
 			} else {
-				c = cmd_del(AEP_KIND_NAMESPACE, NULL, nsn, 0);
+				c = fx_cmd_del(AEP_KIND_NAMESPACE, NULL, nsn, 0);
 			}
 		} else if (what >= 8) {
 			uint64_t pre = (r >> 40) % 2 ? g->last_rv[slot] : 0;
-			c = cmd_del(kind, ns, name, pre);
+			c = fx_cmd_del(kind, ns, name, pre);
 		} else {
 			if (kind == AEP_KIND_POD)
-				pod(ob, ns, name, labels, (r >> 44) % 2 ? node : NULL,
-				    (r >> 45) % 2 ? "img:1" : "img:2");
+				fx_pod(ob, ns, name, labels, (r >> 44) % 2 ? node : NULL,
+				       (r >> 45) % 2 ? "img:1" : "img:2");
 			else
-				simple(ob, "Service", ns, name, labels);
+				fx_simple(ob, "Service", ns, name, labels);
 			uint64_t pre = (r >> 40) % 3 == 0   ? g->last_rv[slot]
 				       : (r >> 40) % 3 == 1 ? 0
 							    : AEP_REV(g->index, 9);
-			c = cmd_obj(what < 4 ? AEP_OP_CREATE : AEP_OP_UPDATE, kind, ob, pre, uid,
-				    (int64_t)g->index * 1000000000);
+			c = fx_cmd_obj(what < 4 ? AEP_OP_CREATE : AEP_OP_UPDATE, kind, ob, pre, uid,
+				       (int64_t)g->index * 1000000000);
 		}
 		g->last_rv[slot] = AEP_REV(g->index, i);
 		assert_int_equal(aep_batch_add(bt, &c), 0);
@@ -828,9 +691,9 @@ static void apply_is_deterministic(void **state)
 	assert_true(ok > 500);
 	assert_true(refused > 500);
 	assert_true(aep_store_count(a, AEP_KIND_POD) > 10);
-	snap(a, &sa);
-	snap(b, &sb);
-	assert_same_bytes(&sa, &sb);
+	fx_snap(a, &sa);
+	fx_snap(b, &sb);
+	fx_assert_same_bytes(&sa, &sb);
 	assert_int_equal(aep_store_revision(a), aep_store_revision(b));
 
 	/* A third store, same seed: same bytes again (nothing depends on the
@@ -844,8 +707,8 @@ static void apply_is_deterministic(void **state)
 		assert_int_equal(aep_batch_finish(&bt, &data, &len), 0);
 		assert_int_equal(aep_store_apply(c, g2.index, data, len, NULL, NULL), 0);
 	}
-	snap(c, &sb);
-	assert_same_bytes(&sa, &sb);
+	fx_snap(c, &sb);
+	fx_assert_same_bytes(&sa, &sb);
 
 	for (int i = 0; i < 8; i++)
 		aep_buf_free(&objs[i]);
@@ -875,7 +738,7 @@ static void sweep_apply(struct aep_store *s, uint64_t *index, const struct aep_c
 	aep_buf_init(&after);
 	assert_int_equal(aep_batch_add(&bt, c), 0);
 	assert_int_equal(aep_batch_finish(&bt, &data, &len), 0);
-	snap(s, &before);
+	fx_snap(s, &before);
 	uint64_t rev = aep_store_revision(s);
 	int failures = 0;
 	for (long n = 1;; n++) {
@@ -905,8 +768,8 @@ static void sweep_apply(struct aep_store *s, uint64_t *index, const struct aep_c
 		failures++;
 		assert_int_equal(rv, AEP_ENOMEM);
 		assert_null(res);
-		snap(s, &after);
-		assert_same_bytes(&before, &after);
+		fx_snap(s, &after);
+		fx_assert_same_bytes(&before, &after);
 		assert_int_equal(aep_store_revision(s), rev);
 		assert_int_equal(aep_store_applied_index(s), applied);
 		assert_true(n < 1000);
@@ -927,17 +790,17 @@ static void apply_survives_allocation_failure(void **state)
 	aep_buf_init(&b);
 	create_pods(s, &index);
 
-	pod(&b, "default", "new", "app=web,x=y", "n1", "img");
-	struct aep_cmd c = cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b, 0, "un", 1);
+	fx_pod(&b, "default", "new", "app=web,x=y", "n1", "img");
+	struct aep_cmd c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b, 0, "un", 1);
 	sweep_apply(s, &index, &c, 0);
 	/* Update keeping labels, then changing them. */
-	pod(&b, "default", "new", "app=web,x=y", "n2", "img:2");
-	c = cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b, 0, NULL, 2);
+	fx_pod(&b, "default", "new", "app=web,x=y", "n2", "img:2");
+	c = fx_cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b, 0, NULL, 2);
 	sweep_apply(s, &index, &c, 0);
-	pod(&b, "default", "new", "app=db", "n2", "img:2");
-	c = cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b, 0, NULL, 2);
+	fx_pod(&b, "default", "new", "app=db", "n2", "img:2");
+	c = fx_cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b, 0, NULL, 2);
 	sweep_apply(s, &index, &c, 0);
-	c = cmd_del(AEP_KIND_POD, "default", "new", 0);
+	c = fx_cmd_del(AEP_KIND_POD, "default", "new", 0);
 	sweep_apply(s, &index, &c, 0);
 	memset(&c, 0, sizeof(c));
 	c.op = AEP_OP_MEMBER;
@@ -948,8 +811,8 @@ static void apply_survives_allocation_failure(void **state)
 	c.member_api = "b";
 	sweep_apply(s, &index, &c, 0);
 	/* Refusals need memory too (decoding the object). */
-	pod(&b, "default", "a", NULL, NULL, "img");
-	c = cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b, 0, "ua", 1);
+	fx_pod(&b, "default", "a", NULL, NULL, "img");
+	c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b, 0, "ua", 1);
 	sweep_apply(s, &index, &c, AEP_EEXISTS);
 
 	struct names n;
@@ -972,10 +835,10 @@ static void entry_stops_at_allocation_failure(void **state)
 	aep_buf_init(&b1);
 	aep_buf_init(&b2);
 	aep_batch_init(&bt);
-	pod(&b1, "default", "one", "app=x", NULL, "img");
-	pod(&b2, "default", "two", "app=x", NULL, "img");
-	struct aep_cmd c1 = cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b1, 0, "u1", 1);
-	struct aep_cmd c2 = cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b2, 0, "u2", 1);
+	fx_pod(&b1, "default", "one", "app=x", NULL, "img");
+	fx_pod(&b2, "default", "two", "app=x", NULL, "img");
+	struct aep_cmd c1 = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b1, 0, "u1", 1);
+	struct aep_cmd c2 = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b2, 0, "u2", 1);
 	assert_int_equal(aep_batch_add(&bt, &c1), 0);
 	assert_int_equal(aep_batch_add(&bt, &c2), 0);
 	assert_int_equal(aep_batch_finish(&bt, &data, &len), 0);

@@ -12,126 +12,9 @@
 #include <cmocka.h>
 
 #include "state/state.h"
+#include "tests/unit/fixtures.h"
 
 /* ---- helpers ------------------------------------------------------------ */
-
-/* Pack "k=v,k2=v2" as a labels map. */
-static void pack_labels(msgpack_packer *pk, const char *labels)
-{
-	char buf[512];
-	char *keys[16], *vals[16];
-	int n = 0;
-	snprintf(buf, sizeof(buf), "%s", labels);
-	for (char *tok = strtok(buf, ","); tok != NULL && n < 16; tok = strtok(NULL, ",")) {
-		char *eq = strchr(tok, '=');
-		assert_non_null(eq);
-		*eq = '\0';
-		keys[n] = tok;
-		vals[n] = eq + 1;
-		n++;
-	}
-	msgpack_pack_map(pk, (size_t)n);
-	for (int i = 0; i < n; i++) {
-		aep_pack_str(pk, keys[i]);
-		aep_pack_str(pk, vals[i]);
-	}
-}
-
-static void pack_meta(msgpack_packer *pk, const char *ns, const char *name, const char *labels)
-{
-	aep_pack_str(pk, "metadata");
-	msgpack_pack_map(pk, 1 + (ns != NULL) + (labels != NULL));
-	aep_pack_str(pk, "name");
-	aep_pack_str(pk, name);
-	if (ns != NULL) {
-		aep_pack_str(pk, "namespace");
-		aep_pack_str(pk, ns);
-	}
-	if (labels != NULL) {
-		aep_pack_str(pk, "labels");
-		pack_labels(pk, labels);
-	}
-}
-
-/* A Pod's msgpack into @b (reset first). */
-static void pod(struct aep_buf *b, const char *ns, const char *name, const char *labels,
-		const char *node, const char *image)
-{
-	msgpack_packer pk;
-	aep_buf_reset(b);
-	aep_packer_init(&pk, b);
-	msgpack_pack_map(&pk, 3);
-	aep_pack_str(&pk, "kind");
-	aep_pack_str(&pk, "Pod");
-	pack_meta(&pk, ns, name, labels);
-	aep_pack_str(&pk, "spec");
-	msgpack_pack_map(&pk, 1 + (node != NULL));
-	if (node != NULL) {
-		aep_pack_str(&pk, "nodeName");
-		aep_pack_str(&pk, node);
-	}
-	aep_pack_str(&pk, "containers");
-	msgpack_pack_array(&pk, 1);
-	msgpack_pack_map(&pk, 2);
-	aep_pack_str(&pk, "name");
-	aep_pack_str(&pk, "c");
-	aep_pack_str(&pk, "image");
-	aep_pack_str(&pk, image);
-	assert_false(b->failed);
-}
-
-/* A Namespace, Node or Service: metadata only (Service: a spec). */
-static void simple(struct aep_buf *b, const char *kind, const char *ns, const char *name,
-		   const char *labels)
-{
-	msgpack_packer pk;
-	bool svc = strcmp(kind, "Service") == 0;
-	aep_buf_reset(b);
-	aep_packer_init(&pk, b);
-	msgpack_pack_map(&pk, 2 + svc);
-	aep_pack_str(&pk, "kind");
-	aep_pack_str(&pk, kind);
-	pack_meta(&pk, ns, name, labels);
-	if (svc) {
-		aep_pack_str(&pk, "spec");
-		msgpack_pack_map(&pk, 1);
-		aep_pack_str(&pk, "ports");
-		msgpack_pack_array(&pk, 1);
-		msgpack_pack_map(&pk, 1);
-		aep_pack_str(&pk, "port");
-		msgpack_pack_int(&pk, 80);
-	}
-	assert_false(b->failed);
-}
-
-static struct aep_cmd cmd_obj(enum aep_op op, enum aep_kind kind, const struct aep_buf *obj,
-			      uint64_t precond, const char *uid, int64_t now)
-{
-	struct aep_cmd c;
-	memset(&c, 0, sizeof(c));
-	c.op = op;
-	c.kind = kind;
-	c.obj = obj->data;
-	c.obj_len = obj->len;
-	c.precond_rv = precond;
-	c.now_ns = now;
-	if (uid != NULL)
-		snprintf(c.uid, sizeof(c.uid), "%s", uid);
-	return c;
-}
-
-static struct aep_cmd cmd_del(enum aep_kind kind, const char *ns, const char *name,
-			      uint64_t precond)
-{
-	struct aep_cmd c;
-	memset(&c, 0, sizeof(c));
-	c.op = AEP_OP_DELETE;
-	c.kind = kind;
-	c.ns = ns;
-	c.name = name;
-	c.precond_rv = precond;
-	return c;
-}
 
 /* Apply one command as the entry at @index; returns its result code. */
 static int apply1_code(struct aep_store *s, uint64_t index, const struct aep_cmd *c)
@@ -150,20 +33,6 @@ static int apply1_code(struct aep_store *s, uint64_t index, const struct aep_cmd
 	aep_free(res);
 	aep_batch_free(&b);
 	return code;
-}
-
-static void snap(struct aep_store *s, struct aep_buf *out)
-{
-	aep_buf_reset(out);
-	assert_int_equal(aep_store_snapshot(s, out), 0);
-}
-
-static struct aep_selector *sel(const char *s)
-{
-	struct aep_selector *out;
-	struct aep_error e = {0};
-	assert_int_equal(aep_selector_parse(s, strlen(s), &out, &e), 0);
-	return out;
 }
 
 static struct aep_store *new_store(void)
@@ -235,9 +104,9 @@ static struct aep_watch *watch(struct aep_store *s, enum aep_kind kind, const ch
 {
 	struct aep_watch *w = NULL;
 	struct aep_error e = {0};
-	assert_int_equal(
-	    aep_store_watch(s, kind, ns, selector ? sel(selector) : NULL, from, record, r, &w, &e),
-	    0);
+	assert_int_equal(aep_store_watch(s, kind, ns, selector ? fx_sel(selector) : NULL, from,
+					 record, r, &w, &e),
+			 0);
 	assert_non_null(w);
 	return w;
 }
@@ -249,8 +118,8 @@ static void create_pod(struct aep_store *s, uint64_t index, const char *ns, cons
 	char uid[32];
 	aep_buf_init(&b);
 	snprintf(uid, sizeof(uid), "uid-%llu", (unsigned long long)index);
-	pod(&b, ns, name, labels, NULL, image);
-	struct aep_cmd c = cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b, 0, uid, 1);
+	fx_pod(&b, ns, name, labels, NULL, image);
+	struct aep_cmd c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b, 0, uid, 1);
 	assert_int_equal(apply1_code(s, index, &c), 0);
 	aep_buf_free(&b);
 }
@@ -260,15 +129,15 @@ static void update_pod(struct aep_store *s, uint64_t index, const char *ns, cons
 {
 	struct aep_buf b;
 	aep_buf_init(&b);
-	pod(&b, ns, name, labels, NULL, image);
-	struct aep_cmd c = cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b, 0, NULL, 1);
+	fx_pod(&b, ns, name, labels, NULL, image);
+	struct aep_cmd c = fx_cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b, 0, NULL, 1);
 	assert_int_equal(apply1_code(s, index, &c), 0);
 	aep_buf_free(&b);
 }
 
 static void delete_pod(struct aep_store *s, uint64_t index, const char *ns, const char *name)
 {
-	struct aep_cmd c = cmd_del(AEP_KIND_POD, ns, name, 0);
+	struct aep_cmd c = fx_cmd_del(AEP_KIND_POD, ns, name, 0);
 	assert_int_equal(apply1_code(s, index, &c), 0);
 }
 
@@ -325,10 +194,10 @@ static void replay_from_revision(void **state)
 	aep_batch_init(&bt);
 	aep_buf_init(&b1);
 	aep_buf_init(&b2);
-	pod(&b1, "default", "q1", NULL, NULL, "img");
-	pod(&b2, "default", "q2", NULL, NULL, "img");
-	struct aep_cmd c1 = cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b1, 0, "uq1", 1);
-	struct aep_cmd c2 = cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b2, 0, "uq2", 1);
+	fx_pod(&b1, "default", "q1", NULL, NULL, "img");
+	fx_pod(&b2, "default", "q2", NULL, NULL, "img");
+	struct aep_cmd c1 = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b1, 0, "uq1", 1);
+	struct aep_cmd c2 = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b2, 0, "uq2", 1);
 	assert_int_equal(aep_batch_add(&bt, &c1), 0);
 	assert_int_equal(aep_batch_add(&bt, &c2), 0);
 	assert_int_equal(aep_batch_finish(&bt, &data, &len), 0);
@@ -373,7 +242,7 @@ static void expired_when_log_trimmed(void **state)
 	assert_int_equal(e.code, AEP_EEXPIRED);
 	assert_non_null(strstr(e.msg, "too old resource version"));
 	assert_int_equal(
-	    aep_store_watch(s, AEP_KIND_POD, NULL, sel("app=x"), 1, record, &r, &w, &e),
+	    aep_store_watch(s, AEP_KIND_POD, NULL, fx_sel("app=x"), 1, record, &r, &w, &e),
 	    AEP_EEXPIRED);
 	assert_int_equal(r.n, 0);
 	w = watch(s, AEP_KIND_POD, NULL, NULL, AEP_REV(6, 0), &r);
@@ -409,8 +278,8 @@ static void filters_and_selector_transitions(void **state)
 	delete_pod(s, i++, "kube-system", "k");
 	struct aep_buf b;
 	aep_buf_init(&b);
-	simple(&b, "Service", "default", "a", "app=web");
-	struct aep_cmd c = cmd_obj(AEP_OP_CREATE, AEP_KIND_SERVICE, &b, 0, "svc", 1);
+	fx_simple(&b, "Service", "default", "a", "app=web");
+	struct aep_cmd c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_SERVICE, &b, 0, "svc", 1);
 	assert_int_equal(apply1_code(s, i++, &c), 0);
 	aep_buf_free(&b);
 	assert_string_equal(rec_str(&web, buf, sizeof(buf)),
@@ -524,7 +393,7 @@ static void restore_expires_watches(void **state)
 	memset(&drop, 0, sizeof(drop));
 	create_pod(other, 1, "default", "x", NULL, "img");
 	create_pod(other, 2, "default", "y", NULL, "img");
-	snap(other, &snapshot);
+	fx_snap(other, &snapshot);
 
 	struct aep_watch *wk = watch(s, AEP_KIND_POD, NULL, NULL, 0, &keep);
 	struct aep_watch *wd = watch(s, AEP_KIND_POD, NULL, NULL, 0, &drop);
@@ -564,7 +433,7 @@ static void watch_survives_allocation_failure(void **state)
 	for (long n = 1;; n++) {
 		struct aep_watch *w = NULL;
 		struct aep_error e = {0};
-		struct aep_selector *se = sel("app=web");
+		struct aep_selector *se = fx_sel("app=web");
 		memset(&r, 0, sizeof(r));
 		aep_heap_fault_after(n);
 		int rv = aep_store_watch(s, AEP_KIND_POD, "default", se, 1, record, &r, &w, &e);

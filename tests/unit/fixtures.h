@@ -1,0 +1,24 @@
+/* Fixtures shared by the unit tests (tests/unit/fixtures.c). They fail the
+ * running cmocka test on any error, so tests can stay about behaviour. */
+#ifndef AEP_TESTS_FIXTURES_H
+#define AEP_TESTS_FIXTURES_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "state/state.h"
+
+void fx_pack_labels(msgpack_packer *pk, const char *labels);
+void fx_pack_meta(msgpack_packer *pk, const char *ns, const char *name, const char *labels);
+void fx_pod(struct aep_buf *b, const char *ns, const char *name, const char *labels,
+	    const char *node, const char *image);
+void fx_simple(struct aep_buf *b, const char *kind, const char *ns, const char *name,
+	       const char *labels);
+struct aep_cmd fx_cmd_obj(enum aep_op op, enum aep_kind kind, const struct aep_buf *obj,
+			  uint64_t precond, const char *uid, int64_t now);
+struct aep_cmd fx_cmd_del(enum aep_kind kind, const char *ns, const char *name, uint64_t precond);
+void fx_snap(struct aep_store *s, struct aep_buf *out);
+void fx_assert_same_bytes(const struct aep_buf *a, const struct aep_buf *b);
+struct aep_selector *fx_sel(const char *s);
+
+#endif /* AEP_TESTS_FIXTURES_H */
