@@ -148,3 +148,168 @@ struct aep_selector *fx_sel(const char *s)
 	assert_int_equal(aep_selector_parse(s, strlen(s), &out, &e), 0);
 	return out;
 }
+
+/* ---- a JSON-ish writer: JSON with 'single' or "double" quoted strings --- */
+
+struct js {
+	const char *p;
+};
+
+static void js_ws(struct js *j)
+{
+	while (*j->p == ' ' || *j->p == '\n' || *j->p == '\t')
+		j->p++;
+}
+
+/* Elements of the container whose opening bracket is at @p. */
+static uint32_t js_count(const char *p)
+{
+	int depth = 0;
+	uint32_t n = 0;
+	bool any = false;
+	char q = 0;
+	for (p++;; p++) {
+		if (q) {
+			if (*p == '\\')
+				p++;
+			else if (*p == q)
+				q = 0;
+			continue;
+		}
+		switch (*p) {
+		case '\'':
+		case '"':
+			q = *p;
+			any = true;
+			break;
+		case '{':
+		case '[':
+			depth++;
+			any = true;
+			break;
+		case '}':
+		case ']':
+			if (depth-- == 0)
+				return any ? n + 1 : 0;
+			break;
+		case ',':
+			if (depth == 0)
+				n++;
+			break;
+		case ' ':
+		case '\n':
+		case '\t': break;
+		case '\0': fail_msg("unterminated JSON"); return 0;
+		default: any = true; break;
+		}
+	}
+}
+
+static void js_value(struct js *j, msgpack_packer *pk);
+
+static void js_string(struct js *j, msgpack_packer *pk)
+{
+	char q = *j->p++;
+	struct aep_buf b;
+	aep_buf_init(&b);
+	while (*j->p != q) {
+		assert_true(*j->p != '\0');
+		if (*j->p == '\\') {
+			j->p++;
+			char c = *j->p == 'n' ? '\n' : *j->p;
+			aep_buf_append(&b, &c, 1);
+		} else {
+			aep_buf_append(&b, j->p, 1);
+		}
+		j->p++;
+	}
+	j->p++;
+	aep_pack_strn(pk, b.data ? b.data : "", b.len);
+	aep_buf_free(&b);
+}
+
+static void js_value(struct js *j, msgpack_packer *pk)
+{
+	js_ws(j);
+	char c = *j->p;
+	if (c == '{' || c == '[') {
+		uint32_t n = js_count(j->p);
+		char close = c == '{' ? '}' : ']';
+		if (c == '{')
+			msgpack_pack_map(pk, n);
+		else
+			msgpack_pack_array(pk, n);
+		j->p++;
+		for (uint32_t i = 0; i < n; i++) {
+			js_ws(j);
+			if (i > 0) {
+				assert_int_equal(*j->p, ',');
+				j->p++;
+			}
+			js_value(j, pk);
+			if (c == '{') {
+				js_ws(j);
+				assert_int_equal(*j->p, ':');
+				j->p++;
+				js_value(j, pk);
+			}
+		}
+		js_ws(j);
+		assert_int_equal(*j->p, close);
+		j->p++;
+	} else if (c == '\'' || c == '"') {
+		js_string(j, pk);
+	} else if (strncmp(j->p, "true", 4) == 0) {
+		msgpack_pack_true(pk);
+		j->p += 4;
+	} else if (strncmp(j->p, "false", 5) == 0) {
+		msgpack_pack_false(pk);
+		j->p += 5;
+	} else if (strncmp(j->p, "null", 4) == 0) {
+		msgpack_pack_nil(pk);
+		j->p += 4;
+	} else {
+		char *end;
+		size_t n = strspn(j->p, "-+0123456789.eE");
+		assert_true(n > 0);
+		if (memchr(j->p, '.', n) || memchr(j->p, 'e', n) || memchr(j->p, 'E', n)) {
+			msgpack_pack_double(pk, strtod(j->p, &end));
+		} else if (*j->p == '-') {
+			msgpack_pack_int64(pk, strtoll(j->p, &end, 10));
+		} else {
+			msgpack_pack_uint64(pk, strtoull(j->p, &end, 10));
+		}
+		j->p = end;
+	}
+}
+
+/* The msgpack of @json, in @b (aep_buf_free it). */
+void fx_mp(const char *json, struct aep_buf *b)
+{
+	struct js j = {json};
+	msgpack_packer pk;
+	aep_buf_init(b);
+	aep_packer_init(&pk, b);
+	js_value(&j, &pk);
+	js_ws(&j);
+	assert_int_equal(*j.p, '\0');
+}
+
+int fx_decode_json(const char *json, struct aep_object **o, struct aep_error *e)
+{
+	struct aep_buf b;
+	fx_mp(json, &b);
+	int rc = aep_object_decode(b.data, b.len, o, e);
+	aep_buf_free(&b);
+	return rc;
+}
+
+struct aep_object *fx_must_decode(const char *json)
+{
+	struct aep_error e = {0};
+	struct aep_object *o = NULL;
+	int rc = fx_decode_json(json, &o, &e);
+	if (rc != 0)
+		fail_msg("decode failed (%s): %s\n  input: %s", aep_err_code(rc), e.msg, json);
+	return o;
+}

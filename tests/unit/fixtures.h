@@ -21,4 +21,10 @@ void fx_snap(struct aep_store *s, struct aep_buf *out);
 void fx_assert_same_bytes(const struct aep_buf *a, const struct aep_buf *b);
 struct aep_selector *fx_sel(const char *s);
 
+/* Objects written as JSON with 'single' or "double" quoted strings, packed
+ * as msgpack: fx_mp() into @b, fx_decode_json() through aep_object_decode. */
+void fx_mp(const char *json, struct aep_buf *b);
+int fx_decode_json(const char *json, struct aep_object **o, struct aep_error *e);
+struct aep_object *fx_must_decode(const char *json);
+
 #endif /* AEP_TESTS_FIXTURES_H */

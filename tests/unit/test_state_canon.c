@@ -14,171 +14,7 @@
 
 #include "state/object-int.h"
 #include "state/state.h"
-
-/* ---- a JSON-ish writer: JSON with 'single' or "double" quoted strings --- */
-
-struct js {
-	const char *p;
-};
-
-static void js_ws(struct js *j)
-{
-	while (*j->p == ' ' || *j->p == '\n' || *j->p == '\t')
-		j->p++;
-}
-
-/* Elements of the container whose opening bracket is at @p. */
-static uint32_t js_count(const char *p)
-{
-	int depth = 0;
-	uint32_t n = 0;
-	bool any = false;
-	char q = 0;
-	for (p++;; p++) {
-		if (q) {
-			if (*p == '\\')
-				p++;
-			else if (*p == q)
-				q = 0;
-			continue;
-		}
-		switch (*p) {
-		case '\'':
-		case '"':
-			q = *p;
-			any = true;
-			break;
-		case '{':
-		case '[':
-			depth++;
-			any = true;
-			break;
-		case '}':
-		case ']':
-			if (depth-- == 0)
-				return any ? n + 1 : 0;
-			break;
-		case ',':
-			if (depth == 0)
-				n++;
-			break;
-		case ' ':
-		case '\n':
-		case '\t': break;
-		case '\0': fail_msg("unterminated JSON"); return 0;
-		default: any = true; break;
-		}
-	}
-}
-
-static void js_value(struct js *j, msgpack_packer *pk);
-
-static void js_string(struct js *j, msgpack_packer *pk)
-{
-	char q = *j->p++;
-	struct aep_buf b;
-	aep_buf_init(&b);
-	while (*j->p != q) {
-		assert_true(*j->p != '\0');
-		if (*j->p == '\\') {
-			j->p++;
-			char c = *j->p == 'n' ? '\n' : *j->p;
-			aep_buf_append(&b, &c, 1);
-		} else {
-			aep_buf_append(&b, j->p, 1);
-		}
-		j->p++;
-	}
-	j->p++;
-	aep_pack_strn(pk, b.data ? b.data : "", b.len);
-	aep_buf_free(&b);
-}
-
-static void js_value(struct js *j, msgpack_packer *pk)
-{
-	js_ws(j);
-	char c = *j->p;
-	if (c == '{' || c == '[') {
-		uint32_t n = js_count(j->p);
-		char close = c == '{' ? '}' : ']';
-		if (c == '{')
-			msgpack_pack_map(pk, n);
-		else
-			msgpack_pack_array(pk, n);
-		j->p++;
-		for (uint32_t i = 0; i < n; i++) {
-			js_ws(j);
-			if (i > 0) {
-				assert_int_equal(*j->p, ',');
-				j->p++;
-			}
-			js_value(j, pk);
-			if (c == '{') {
-				js_ws(j);
-				assert_int_equal(*j->p, ':');
-				j->p++;
-				js_value(j, pk);
-			}
-		}
-		js_ws(j);
-		assert_int_equal(*j->p, close);
-		j->p++;
-	} else if (c == '\'' || c == '"') {
-		js_string(j, pk);
-	} else if (strncmp(j->p, "true", 4) == 0) {
-		msgpack_pack_true(pk);
-		j->p += 4;
-	} else if (strncmp(j->p, "false", 5) == 0) {
-		msgpack_pack_false(pk);
-		j->p += 5;
-	} else if (strncmp(j->p, "null", 4) == 0) {
-		msgpack_pack_nil(pk);
-		j->p += 4;
-	} else {
-		char *end;
-		size_t n = strspn(j->p, "-+0123456789.eE");
-		assert_true(n > 0);
-		if (memchr(j->p, '.', n) || memchr(j->p, 'e', n) || memchr(j->p, 'E', n)) {
-			msgpack_pack_double(pk, strtod(j->p, &end));
-		} else if (*j->p == '-') {
-			msgpack_pack_int64(pk, strtoll(j->p, &end, 10));
-		} else {
-			msgpack_pack_uint64(pk, strtoull(j->p, &end, 10));
-		}
-		j->p = end;
-	}
-}
-
-/* The msgpack of @json, in @b (aep_buf_free it). */
-static void mp(const char *json, struct aep_buf *b)
-{
-	struct js j = {json};
-	msgpack_packer pk;
-	aep_buf_init(b);
-	aep_packer_init(&pk, b);
-	js_value(&j, &pk);
-	js_ws(&j);
-	assert_int_equal(*j.p, '\0');
-}
-
-static int decode_json(const char *json, struct aep_object **o, struct aep_error *e)
-{
-	struct aep_buf b;
-	mp(json, &b);
-	int rc = aep_object_decode(b.data, b.len, o, e);
-	aep_buf_free(&b);
-	return rc;
-}
-
-static struct aep_object *must_decode(const char *json)
-{
-	struct aep_error e = {0};
-	struct aep_object *o = NULL;
-	int rc = decode_json(json, &o, &e);
-	if (rc != 0)
-		fail_msg("decode failed (%s): %s\n  input: %s", aep_err_code(rc), e.msg, json);
-	return o;
-}
+#include "tests/unit/fixtures.h"
 
 #define C_WEB	       "{'name':'web','image':'nginx:1.25'}"
 #define POD_SPEC(spec) "{'kind':'Pod','metadata':{'name':'p'},'spec':" spec "}"
@@ -358,7 +194,7 @@ static void test_same_bytes_every_fixture(void **state)
 	(void)state;
 	bool seen[AEP_KIND__COUNT] = {false};
 	for (size_t i = 0; i < NFIX; i++) {
-		struct aep_object *o = must_decode(fixture(i)), *s = NULL;
+		struct aep_object *o = fx_must_decode(fixture(i)), *s = NULL;
 		seen[o->kind] = true;
 		/* As the leader sends it (create) and as stored (update input). */
 		check_same(o->data, o->len);
@@ -401,7 +237,7 @@ static void test_same_bytes_generated(void **state)
 				      (x >> 50) % 2 ? ",'annotations':{'note':'n'}" : "",
 				      (x >> 52) % 2 ? "'nodeName':'node-1'," : "");
 		assert_true(o < sizeof(json));
-		struct aep_object *obj = must_decode(json);
+		struct aep_object *obj = fx_must_decode(json);
 		check_same(obj->data, obj->len);
 		aep_object_unref(obj);
 	}
@@ -462,7 +298,7 @@ static void test_refuses_non_canonical(void **state)
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct aep_buf b;
-		mp(bad[i], &b);
+		fx_mp(bad[i], &b);
 		if (canon(&b, AEP_KIND_POD) == 0 || canon(&b, AEP_KIND_NODE) == 0)
 			fail_msg("case %zu read as canonical: %s", i, bad[i]);
 		aep_buf_free(&b);
@@ -470,7 +306,7 @@ static void test_refuses_non_canonical(void **state)
 
 	/* The right bytes for another kind; a short string in a long form;
 	 * trailing bytes; a NUL in a name. */
-	struct aep_object *o = must_decode(
+	struct aep_object *o = fx_must_decode(
 	    "{'kind':'Pod','metadata':{'name':'p','namespace':'default','labels':{'a':'b'}},"
 	    "'spec':{'containers':[" C_WEB "]}}");
 	struct aep_buf b;
@@ -504,7 +340,7 @@ static void test_damaged_bytes(void **state)
 {
 	(void)state;
 	for (size_t i = 0; i < NFIX; i++) {
-		struct aep_object *o = must_decode(fixture(i)), *s = NULL;
+		struct aep_object *o = fx_must_decode(fixture(i)), *s = NULL;
 		assert_int_equal(aep_object_stamp(o, "uid", 77, 1000000000, 2, &s), 0);
 		for (size_t cut = 0; cut < s->len; cut++) {
 			char *copy = malloc(cut + 1); /* exact size for ASan */
@@ -587,7 +423,7 @@ static void test_store_paths_agree(void **state)
 			const char *json = fixture(i);
 			struct aep_buf client;
 			struct aep_result rf, rs;
-			mp(json, &client);
+			fx_mp(json, &client);
 			struct aep_object *o = must_decode_buf(client.data, client.len);
 			if (round == 1 && o->kind == AEP_KIND_POD) {
 				/* Update with a changed spec: generation moves. */
@@ -597,7 +433,7 @@ static void test_store_paths_agree(void **state)
 				char *img = strstr(alt, "nginx:1.25");
 				if (img != NULL)
 					memcpy(img, "nginx:1.26", 10);
-				mp(alt, &client);
+				fx_mp(alt, &client);
 				free(alt);
 				o = must_decode_buf(client.data, client.len);
 				aep_object_unref(t);
@@ -610,7 +446,8 @@ static void test_store_paths_agree(void **state)
 			if (o->kind == AEP_KIND_NAMESPACE && round == 0) {
 				/* The namespaces the fixtures live in. */
 				aep_object_unref(o);
-				o = must_decode("{'kind':'Namespace','metadata':{'name':'prod'}}");
+				o = fx_must_decode(
+				    "{'kind':'Namespace','metadata':{'name':'prod'}}");
 			}
 			apply_one(fast, index, op, o->kind, o->data, o->len, "uid-a", 1000 + index,
 				  &rf);

@@ -10,171 +10,7 @@
 #include <cmocka.h>
 
 #include "state/state.h"
-
-/* ---- a JSON-ish writer: JSON with 'single' or "double" quoted strings --- */
-
-struct js {
-	const char *p;
-};
-
-static void js_ws(struct js *j)
-{
-	while (*j->p == ' ' || *j->p == '\n' || *j->p == '\t')
-		j->p++;
-}
-
-/* Elements of the container whose opening bracket is at @p. */
-static uint32_t js_count(const char *p)
-{
-	int depth = 0;
-	uint32_t n = 0;
-	bool any = false;
-	char q = 0;
-	for (p++;; p++) {
-		if (q) {
-			if (*p == '\\')
-				p++;
-			else if (*p == q)
-				q = 0;
-			continue;
-		}
-		switch (*p) {
-		case '\'':
-		case '"':
-			q = *p;
-			any = true;
-			break;
-		case '{':
-		case '[':
-			depth++;
-			any = true;
-			break;
-		case '}':
-		case ']':
-			if (depth-- == 0)
-				return any ? n + 1 : 0;
-			break;
-		case ',':
-			if (depth == 0)
-				n++;
-			break;
-		case ' ':
-		case '\n':
-		case '\t': break;
-		case '\0': fail_msg("unterminated JSON"); return 0;
-		default: any = true; break;
-		}
-	}
-}
-
-static void js_value(struct js *j, msgpack_packer *pk);
-
-static void js_string(struct js *j, msgpack_packer *pk)
-{
-	char q = *j->p++;
-	struct aep_buf b;
-	aep_buf_init(&b);
-	while (*j->p != q) {
-		assert_true(*j->p != '\0');
-		if (*j->p == '\\') {
-			j->p++;
-			char c = *j->p == 'n' ? '\n' : *j->p;
-			aep_buf_append(&b, &c, 1);
-		} else {
-			aep_buf_append(&b, j->p, 1);
-		}
-		j->p++;
-	}
-	j->p++;
-	aep_pack_strn(pk, b.data ? b.data : "", b.len);
-	aep_buf_free(&b);
-}
-
-static void js_value(struct js *j, msgpack_packer *pk)
-{
-	js_ws(j);
-	char c = *j->p;
-	if (c == '{' || c == '[') {
-		uint32_t n = js_count(j->p);
-		char close = c == '{' ? '}' : ']';
-		if (c == '{')
-			msgpack_pack_map(pk, n);
-		else
-			msgpack_pack_array(pk, n);
-		j->p++;
-		for (uint32_t i = 0; i < n; i++) {
-			js_ws(j);
-			if (i > 0) {
-				assert_int_equal(*j->p, ',');
-				j->p++;
-			}
-			js_value(j, pk);
-			if (c == '{') {
-				js_ws(j);
-				assert_int_equal(*j->p, ':');
-				j->p++;
-				js_value(j, pk);
-			}
-		}
-		js_ws(j);
-		assert_int_equal(*j->p, close);
-		j->p++;
-	} else if (c == '\'' || c == '"') {
-		js_string(j, pk);
-	} else if (strncmp(j->p, "true", 4) == 0) {
-		msgpack_pack_true(pk);
-		j->p += 4;
-	} else if (strncmp(j->p, "false", 5) == 0) {
-		msgpack_pack_false(pk);
-		j->p += 5;
-	} else if (strncmp(j->p, "null", 4) == 0) {
-		msgpack_pack_nil(pk);
-		j->p += 4;
-	} else {
-		char *end;
-		size_t n = strspn(j->p, "-+0123456789.eE");
-		assert_true(n > 0);
-		if (memchr(j->p, '.', n) || memchr(j->p, 'e', n) || memchr(j->p, 'E', n)) {
-			msgpack_pack_double(pk, strtod(j->p, &end));
-		} else if (*j->p == '-') {
-			msgpack_pack_int64(pk, strtoll(j->p, &end, 10));
-		} else {
-			msgpack_pack_uint64(pk, strtoull(j->p, &end, 10));
-		}
-		j->p = end;
-	}
-}
-
-/* The msgpack of @json, in @b (aep_buf_free it). */
-static void mp(const char *json, struct aep_buf *b)
-{
-	struct js j = {json};
-	msgpack_packer pk;
-	aep_buf_init(b);
-	aep_packer_init(&pk, b);
-	js_value(&j, &pk);
-	js_ws(&j);
-	assert_int_equal(*j.p, '\0');
-}
-
-static int decode_json(const char *json, struct aep_object **o, struct aep_error *e)
-{
-	struct aep_buf b;
-	mp(json, &b);
-	int rc = aep_object_decode(b.data, b.len, o, e);
-	aep_buf_free(&b);
-	return rc;
-}
-
-static struct aep_object *must_decode(const char *json)
-{
-	struct aep_error e = {0};
-	struct aep_object *o = NULL;
-	int rc = decode_json(json, &o, &e);
-	if (rc != 0)
-		fail_msg("decode failed (%s): %s\n  input: %s", aep_err_code(rc), e.msg, json);
-	return o;
-}
+#include "tests/unit/fixtures.h"
 
 /* The keys of the top-level map of @o's encoding, in order, joined by ','. */
 static void top_keys(const struct aep_object *o, char *out, size_t size)
@@ -324,7 +160,7 @@ static void test_roundtrip_every_kind(void **state)
 	bool seen[AEP_KIND__COUNT] = {false};
 	for (size_t i = 0; i < sizeof(all_kinds) / sizeof(all_kinds[0]); i++) {
 		const char *json = all_kinds[i] ? all_kinds[i] : pod_full;
-		struct aep_object *a = must_decode(json), *b = NULL;
+		struct aep_object *a = fx_must_decode(json), *b = NULL;
 		struct aep_error e = {0};
 		char keys[256];
 
@@ -357,7 +193,7 @@ static void test_roundtrip_every_kind(void **state)
 static void test_pod_fields(void **state)
 {
 	(void)state;
-	struct aep_object *o = must_decode(pod_full);
+	struct aep_object *o = fx_must_decode(pod_full);
 	char keys[256];
 	assert_int_equal(o->kind, AEP_KIND_POD);
 	assert_string_equal(o->meta.name, "web-1");
@@ -377,7 +213,7 @@ static void test_pod_fields(void **state)
 	aep_object_unref(o);
 
 	/* Event: kind-specific fields follow metadata in schema order. */
-	o = must_decode(all_kinds[6]);
+	o = fx_must_decode(all_kinds[6]);
 	top_keys(o, keys, sizeof(keys));
 	assert_string_equal(keys, "apiVersion,kind,metadata,involvedObject,reason,message,type,"
 				  "count,firstTimestamp,lastTimestamp,source");
@@ -403,7 +239,7 @@ static void test_canonical_bytes(void **state)
 	    "'metadata':{'creationTimestamp':'2026-11-24T23:28:38Z','resourceVersion':'5',"
 	    "'annotations':{'y':'2','z':'1'},'labels':{'a':'1','b':'2'},'name':'p'},"
 	    "'kind':'Pod'}";
-	struct aep_object *x = must_decode(a), *y = must_decode(b);
+	struct aep_object *x = fx_must_decode(a), *y = fx_must_decode(b);
 	assert_int_equal(x->len, y->len);
 	assert_memory_equal(x->data, y->data, x->len);
 	assert_null(x->node_name); /* "" is no node */
@@ -411,8 +247,8 @@ static void test_canonical_bytes(void **state)
 	aep_object_unref(y);
 
 	/* Different content gives different bytes. */
-	x = must_decode(POD_C("{'name':'c','image':'i'}"));
-	y = must_decode(POD_C("{'name':'c','image':'j'}"));
+	x = fx_must_decode(POD_C("{'name':'c','image':'i'}"));
+	y = fx_must_decode(POD_C("{'name':'c','image':'j'}"));
 	assert_true(x->len != y->len || memcmp(x->data, y->data, x->len) != 0);
 	aep_object_unref(x);
 	aep_object_unref(y);
@@ -421,7 +257,7 @@ static void test_canonical_bytes(void **state)
 static void test_namespace_scope(void **state)
 {
 	(void)state;
-	struct aep_object *o = must_decode(POD_C(C_WEB));
+	struct aep_object *o = fx_must_decode(POD_C(C_WEB));
 	assert_string_equal(o->meta.ns, "default");
 	assert_string_equal(o->meta.uid, "");
 	assert_int_equal(o->meta.rv, 0);
@@ -429,7 +265,7 @@ static void test_namespace_scope(void **state)
 	assert_int_equal(o->meta.nlabels, 0);
 	aep_object_unref(o);
 
-	o = must_decode("{'kind':'Node','metadata':{'name':'n1','namespace':''}}");
+	o = fx_must_decode("{'kind':'Node','metadata':{'name':'n1','namespace':''}}");
 	assert_string_equal(o->meta.ns, "");
 	assert_null(o->node_name);
 	aep_object_unref(o);
@@ -455,7 +291,7 @@ static void check_bad(int i, const char *json, int code, const char *want)
 {
 	struct aep_error e = {0};
 	struct aep_object *o = NULL;
-	int rc = decode_json(json, &o, &e);
+	int rc = fx_decode_json(json, &o, &e);
 	if (rc != code || strstr(e.msg, want) == NULL)
 		fail_msg("case %d: got %s \"%s\", want %s \"%s\"\n  input: %.300s", i,
 			 aep_err_code(rc), e.msg, aep_err_code(code), want, json);
@@ -662,7 +498,7 @@ static void test_invalid_sizes(void **state)
 		aep_buf_printf(&j, "}},'spec':{'containers':[" C_WEB "]}}");
 		aep_buf_append(&j, "", 1);
 		if (n == 64) {
-			struct aep_object *o = must_decode(j.data);
+			struct aep_object *o = fx_must_decode(j.data);
 			assert_int_equal(o->meta.nlabels, 64);
 			assert_string_equal(o->meta.labels[63].key, "k63");
 			aep_object_unref(o);
@@ -678,7 +514,7 @@ static void test_invalid_sizes(void **state)
 	aep_buf_init(&j);
 	aep_buf_printf(&j, "{'kind':'Node','metadata':{'name':'%.253s'}}", s);
 	aep_buf_append(&j, "", 1);
-	aep_object_unref(must_decode(j.data));
+	aep_object_unref(fx_must_decode(j.data));
 	aep_buf_reset(&j);
 	aep_buf_printf(&j, "{'kind':'Node','metadata':{'name':'%s'}}", s);
 	aep_buf_append(&j, "", 1);
@@ -687,7 +523,7 @@ static void test_invalid_sizes(void **state)
 	aep_buf_reset(&j);
 	aep_buf_printf(&j, "{'kind':'Node','metadata':{'name':'n','labels':{'k':'%.63s'}}}", s);
 	aep_buf_append(&j, "", 1);
-	aep_object_unref(must_decode(j.data));
+	aep_object_unref(fx_must_decode(j.data));
 	aep_buf_reset(&j);
 	aep_buf_printf(&j, "{'kind':'Node','metadata':{'name':'n','labels':{'k':'%.64s'}}}", s);
 	aep_buf_append(&j, "", 1);
@@ -730,7 +566,7 @@ static void test_invalid_sizes(void **state)
 		size_t off = 0;
 		struct aep_error e = {0};
 		struct aep_object *o = NULL;
-		mp(j.data, &b);
+		fx_mp(j.data, &b);
 		msgpack_zone_init(&z, 1024);
 		assert_int_equal(msgpack_unpack(b.data, b.len, &off, &z, &obj),
 				 MSGPACK_UNPACK_SUCCESS);
@@ -750,7 +586,7 @@ static void test_bad_msgpack(void **state)
 	struct aep_error e = {0};
 	struct aep_object *o = NULL;
 
-	mp(POD_C(C_WEB), &b);
+	fx_mp(POD_C(C_WEB), &b);
 	assert_int_equal(aep_object_decode(b.data, b.len - 1, &o, &e), AEP_EBADREQUEST);
 	assert_non_null(strstr(e.msg, "truncated"));
 	aep_buf_append(&b, "\xc0", 1);
@@ -770,7 +606,7 @@ static void test_stamp(void **state)
 {
 	(void)state;
 	const int64_t t = 1795562918123456789LL;
-	struct aep_object *o = must_decode(
+	struct aep_object *o = fx_must_decode(
 	    "{'kind':'Pod','metadata':{'name':'p','namespace':'ns1','labels':{'b':'2','a':'1'},"
 	    "'annotations':{'k':'v'}},'spec':{'nodeName':'n1','containers':[" C_WEB "]}}");
 	struct aep_object *s1 = NULL, *s2 = NULL, *s3 = NULL, *back = NULL;
@@ -824,7 +660,7 @@ static void test_stamp_every_kind(void **state)
 {
 	(void)state;
 	for (size_t i = 0; i < sizeof(all_kinds) / sizeof(all_kinds[0]); i++) {
-		struct aep_object *o = must_decode(all_kinds[i] ? all_kinds[i] : pod_full);
+		struct aep_object *o = fx_must_decode(all_kinds[i] ? all_kinds[i] : pod_full);
 		struct aep_object *s = NULL, *back = NULL;
 		struct aep_error e = {0};
 		assert_int_equal(aep_object_stamp(o, "u", 12345, 1000000000, 3, &s), 0);
@@ -842,7 +678,7 @@ static void test_stamp_every_kind(void **state)
 static void test_refcount(void **state)
 {
 	(void)state;
-	struct aep_object *o = must_decode(POD_C(C_WEB));
+	struct aep_object *o = fx_must_decode(POD_C(C_WEB));
 	assert_int_equal(o->refs, 1);
 	assert_ptr_equal(aep_object_ref(o), o);
 	assert_int_equal(o->refs, 2);
@@ -989,7 +825,7 @@ static void test_alloc_failure_sweep(void **state)
 	int rc = -1;
 	long n;
 
-	mp(json, &b);
+	fx_mp(json, &b);
 	for (n = 1; n < 1000; n++) {
 		struct aep_error e = {0};
 		struct aep_object *o = NULL;
