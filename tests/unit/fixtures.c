@@ -313,3 +313,16 @@ struct aep_object *fx_must_decode(const char *json)
 		fail_msg("decode failed (%s): %s\n  input: %s", aep_err_code(rc), e.msg, json);
 	return o;
 }
+
+struct aep_object *fx_pod_object(const char *ns, const char *name, const char *labels)
+{
+	struct aep_buf b;
+	struct aep_object *o = NULL;
+	struct aep_error e = {0};
+	aep_buf_init(&b);
+	fx_pod(&b, ns, name, labels, NULL, "busybox");
+	if (aep_object_decode(b.data, b.len, &o, &e) != 0)
+		fail_msg("pod %s: %s", name, e.msg);
+	aep_buf_free(&b);
+	return o;
+}

@@ -27,4 +27,7 @@ void fx_mp(const char *json, struct aep_buf *b);
 int fx_decode_json(const char *json, struct aep_object **o, struct aep_error *e);
 struct aep_object *fx_must_decode(const char *json);
 
+/* A decoded Pod with one busybox container (one reference for the caller). */
+struct aep_object *fx_pod_object(const char *ns, const char *name, const char *labels);
+
 #endif /* AEP_TESTS_FIXTURES_H */

@@ -22,6 +22,7 @@
 #include "lib/lib.h"
 #include "raft/raft.h"
 #include "state/state.h"
+#include "tests/unit/fixtures.h"
 
 #define NPEERS	3
 #define WAIT_MS 20000
@@ -285,46 +286,9 @@ static void assert_stores_equal(struct cluster *c, int ref)
 
 /* ---- commands ----------------------------------------------------------- */
 
-/* A valid Pod's canonical msgpack (owned by *@obj). */
 static struct aep_object *pod(const char *name)
 {
-	struct aep_buf b;
-	msgpack_packer pk;
-	struct aep_object *o = NULL;
-	struct aep_error e = {0};
-
-	aep_buf_init(&b);
-	aep_packer_init(&pk, &b);
-	msgpack_pack_map(&pk, 4);
-	aep_pack_str(&pk, "apiVersion");
-	aep_pack_str(&pk, "v1");
-	aep_pack_str(&pk, "kind");
-	aep_pack_str(&pk, "Pod");
-	aep_pack_str(&pk, "metadata");
-	msgpack_pack_map(&pk, 3);
-	aep_pack_str(&pk, "name");
-	aep_pack_str(&pk, name);
-	aep_pack_str(&pk, "namespace");
-	aep_pack_str(&pk, "default");
-	aep_pack_str(&pk, "labels");
-	msgpack_pack_map(&pk, 1);
-	aep_pack_str(&pk, "app");
-	aep_pack_str(&pk, "web");
-	aep_pack_str(&pk, "spec");
-	msgpack_pack_map(&pk, 1);
-	aep_pack_str(&pk, "containers");
-	msgpack_pack_array(&pk, 1);
-	msgpack_pack_map(&pk, 2);
-	aep_pack_str(&pk, "name");
-	aep_pack_str(&pk, "c");
-	aep_pack_str(&pk, "image");
-	aep_pack_str(&pk, "busybox");
-	assert_false(b.failed);
-	int rv = aep_object_decode(b.data, b.len, &o, &e);
-	if (rv != 0)
-		fail_msg("pod %s: %s", name, e.msg);
-	aep_buf_free(&b);
-	return o;
+	return fx_pod_object("default", name, "app=web");
 }
 
 static void make_cmd(struct aep_cmd *cmd, enum aep_op op, const struct aep_object *o,

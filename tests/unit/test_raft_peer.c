@@ -19,6 +19,7 @@
 #include "lib/lib.h"
 #include "raft/raft.h"
 #include "state/state.h"
+#include "tests/unit/fixtures.h"
 
 struct fixture {
 	uv_loop_t loop;
@@ -147,34 +148,7 @@ static void start(struct fixture *f)
 
 static struct aep_object *pod(const char *name)
 {
-	struct aep_buf b;
-	msgpack_packer pk;
-	struct aep_object *o = NULL;
-	struct aep_error e = {0};
-
-	aep_buf_init(&b);
-	aep_packer_init(&pk, &b);
-	msgpack_pack_map(&pk, 3);
-	aep_pack_str(&pk, "kind");
-	aep_pack_str(&pk, "Pod");
-	aep_pack_str(&pk, "metadata");
-	msgpack_pack_map(&pk, 1);
-	aep_pack_str(&pk, "name");
-	aep_pack_str(&pk, name);
-	aep_pack_str(&pk, "spec");
-	msgpack_pack_map(&pk, 1);
-	aep_pack_str(&pk, "containers");
-	msgpack_pack_array(&pk, 1);
-	msgpack_pack_map(&pk, 2);
-	aep_pack_str(&pk, "name");
-	aep_pack_str(&pk, "c");
-	aep_pack_str(&pk, "image");
-	aep_pack_str(&pk, "busybox");
-	assert_false(b.failed);
-	if (aep_object_decode(b.data, b.len, &o, &e) != 0)
-		fail_msg("pod %s: %s", name, e.msg);
-	aep_buf_free(&b);
-	return o;
+	return fx_pod_object(NULL, name, NULL);
 }
 
 struct answer {
