@@ -145,12 +145,13 @@ int aep_mp_check(const char *buf, size_t len, const struct aep_mp_limits *lim, s
 			}
 		}
 		if (container) {
-			uint64_t pairs = count;
-			if (pairs > 2ull * lim->max_len)
-				return aep_errorf(
-				    e, AEP_ETOOLARGE,
-				    "container of %llu elements exceeds the limit of %u",
-				    (unsigned long long)pairs, lim->max_len);
+			bool map = (c >= 0x80 && c <= 0x8f) || c == 0xde || c == 0xdf;
+			uint64_t elems = map ? count / 2 : count;
+			if (elems > lim->max_len)
+				return aep_errorf(e, AEP_ETOOLARGE,
+						  "%s of %llu %s exceeds the limit of %u",
+						  map ? "map" : "array", (unsigned long long)elems,
+						  map ? "pairs" : "elements", lim->max_len);
 			if (count > 0) {
 				if (depth + 1 >= max_depth)
 					return aep_errorf(e, AEP_ETOOLARGE,

@@ -198,10 +198,18 @@ bad:
 	return aep_errorf(e, AEP_EBADREQUEST, "%s: must be an unsigned integer revision", key);
 }
 
-static bool param_bool(const msgpack_object *params, const char *key)
+/* A boolean parameter; false when absent. Returns AEP_EBADREQUEST when
+ * present but not a boolean. */
+static int param_bool(const msgpack_object *params, const char *key, bool *out, struct aep_error *e)
 {
 	const msgpack_object *v = aep_mp_map_get(params, key);
-	return v != NULL && v->type == MSGPACK_OBJECT_BOOLEAN && v->via.boolean;
+	*out = false;
+	if (v == NULL || v->type == MSGPACK_OBJECT_NIL)
+		return 0;
+	if (v->type != MSGPACK_OBJECT_BOOLEAN)
+		return aep_errorf(e, AEP_EBADREQUEST, "%s: must be a boolean", key);
+	*out = v->via.boolean;
+	return 0;
 }
 
 /* Refuse parameters a method does not know, so typos are not silently
@@ -212,12 +220,16 @@ static int check_params(const msgpack_object *params, const char *const *known, 
 		return 0;
 	if (params->type != MSGPACK_OBJECT_MAP)
 		return aep_errorf(e, AEP_EBADREQUEST, "params: must be [ {map} ]");
+	uint32_t seen = 0; /* bit j: known[j] was given */
 	for (uint32_t i = 0; i < params->via.map.size; i++) {
 		const msgpack_object *k = &params->via.map.ptr[i].key;
 		bool ok = false;
-		for (const char *const *p = known; *p != NULL && k->type == MSGPACK_OBJECT_STR;
-		     p++) {
-			if (aep_mp_str_eq(k, *p)) {
+		for (unsigned j = 0; known[j] != NULL && k->type == MSGPACK_OBJECT_STR; j++) {
+			if (aep_mp_str_eq(k, known[j])) {
+				if (seen & (1u << j))
+					return aep_errorf(e, AEP_EBADREQUEST,
+							  "parameter \"%s\" given twice", known[j]);
+				seen |= 1u << j;
 				ok = true;
 				break;
 			}
@@ -556,6 +568,18 @@ static void handle_announce(struct req *r, const msgpack_object *params)
 			  e.code ? e.msg : "announce: name, api and peer are required");
 		return;
 	}
+	/* Only a master announces, and only itself: its certificate's common
+	 * name is its name, and the name is one of the configured peers. */
+	const char *id = aep_rpc_conn_identity(r->conn);
+	bool peer_ok = false;
+	for (unsigned i = 0; i < r->m->npeers; i++)
+		peer_ok = peer_ok || strcmp(r->m->peers[i].name, r->name) == 0;
+	if (id == NULL || strcmp(id, r->name) != 0 || !peer_ok) {
+		aep_free(api);
+		aep_free(peer);
+		req_error(r, AEP_EFORBIDDEN, "announce: only a master may announce itself");
+		return;
+	}
 	if (!is_leader(r->m)) {
 		aep_free(api);
 		aep_free(peer);
@@ -710,7 +734,12 @@ static void handle_read(struct req *r, const msgpack_object *params)
 			}
 		}
 	}
-	if (param_bool(params, "stale")) {
+	bool stale;
+	if (param_bool(params, "stale", &stale, &e) != 0) {
+		req_error(r, e.code, e.msg);
+		return;
+	}
+	if (stale) {
 		serve_read(r);
 		return;
 	}
@@ -1065,8 +1094,18 @@ static void dispatch(struct req *r, const msgpack_object *params)
 	case MASTER_M_LIST: handle_read(r, params); break;
 	case MASTER_M_WATCH: handle_watch(r, params); break;
 	case MASTER_M_UNWATCH: handle_unwatch(r, params); break;
-	case MASTER_M_STATUS: handle_status(r); break;
-	case MASTER_M_MEMBERS: handle_members(r); break;
+	case MASTER_M_STATUS:
+	case MASTER_M_MEMBERS: {
+		static const char *const none[] = {NULL};
+		struct aep_error e = {0};
+		if (check_params(params, none, &e) != 0)
+			req_error(r, e.code, e.msg);
+		else if (r->method == MASTER_M_STATUS)
+			handle_status(r);
+		else
+			handle_members(r);
+		break;
+	}
 	case MASTER_M_ANNOUNCE: handle_announce(r, params); break;
 	default: req_error(r, AEP_EINTERNAL, "unhandled method"); break;
 	}

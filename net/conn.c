@@ -691,67 +691,93 @@ static void deliver_response(struct aep_rpc_conn *c, const msgpack_object *a)
 	aep_free(call);
 }
 
-static void dispatch(struct aep_rpc_conn *c, const msgpack_object *o)
+int net__msg_parse(const msgpack_object *o, struct net__msg *m, const char **why)
 {
+	static const msgpack_object nil = {.type = MSGPACK_OBJECT_NIL};
 	const msgpack_object *a;
 	uint32_t n;
 
+	memset(m, 0, sizeof(*m));
 	if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < 3) {
-		protocol_error(c, AEP_EBADREQUEST, false, 0, "message is not an RPC array");
-		return;
+		*why = "message is not an RPC array";
+		return AEP_EBADREQUEST;
 	}
 	a = o->via.array.ptr;
 	n = o->via.array.size;
 	if (a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || a[0].via.u64 > 2) {
-		protocol_error(c, AEP_EBADREQUEST, false, 0, "unknown message type");
-		return;
+		*why = "unknown message type";
+		return AEP_EBADREQUEST;
 	}
-	switch (a[0].via.u64) {
-	case 0: {
+	m->type = (unsigned)a[0].via.u64;
+	switch (m->type) {
+	case 0:
 		if (n != 4 || !is_msgid(&a[1])) {
-			protocol_error(c, AEP_EBADREQUEST, false, 0,
-				       "request: expected [0, msgid, method, params]");
-			return;
+			*why = "request: expected [0, msgid, method, params]";
+			return AEP_EBADREQUEST;
 		}
-		uint64_t msgid = a[1].via.u64;
+		m->has_msgid = true;
+		m->msgid = (uint32_t)a[1].via.u64;
 		if (a[2].type != MSGPACK_OBJECT_STR) {
-			protocol_error(c, AEP_EBADREQUEST, true, msgid,
-				       "request: method is not a string");
-			return;
+			*why = "request: method is not a string";
+			return AEP_EBADREQUEST;
 		}
 		if (a[3].type != MSGPACK_OBJECT_ARRAY) {
-			protocol_error(c, AEP_EBADREQUEST, true, msgid,
-				       "request: params is not an array");
-			return;
+			*why = "request: params is not an array";
+			return AEP_EBADREQUEST;
 		}
-		static const msgpack_object nil = {.type = MSGPACK_OBJECT_NIL};
-		const msgpack_object *params =
-		    a[3].via.array.size > 0 ? &a[3].via.array.ptr[0] : &nil;
-		if (c->h.on_request == NULL) {
-			aep_rpc_reply_error(c, msgid, AEP_ENOMETHOD, "this end serves no methods",
-					    NULL, 0);
-			return;
+		if (a[3].via.array.size > 1) {
+			*why = "request: params must hold one map, not several";
+			return AEP_EBADREQUEST;
 		}
-		c->h.on_request(c, msgid, a[2].via.str.ptr, a[2].via.str.size, params, c->h_data);
-		return;
-	}
+		m->method = a[2].via.str.ptr;
+		m->method_len = a[2].via.str.size;
+		m->params = a[3].via.array.size > 0 ? &a[3].via.array.ptr[0] : &nil;
+		return 0;
 	case 1:
 		if (n != 4 || !is_msgid(&a[1])) {
-			protocol_error(c, AEP_EBADREQUEST, false, 0,
-				       "response: expected [1, msgid, error, result]");
-			return;
+			*why = "response: expected [1, msgid, error, result]";
+			return AEP_EBADREQUEST;
 		}
-		deliver_response(c, a);
-		return;
+		m->has_msgid = true;
+		m->msgid = (uint32_t)a[1].via.u64;
+		m->error = &a[2];
+		m->result = &a[3];
+		return 0;
 	default:
 		if (n != 3 || a[1].type != MSGPACK_OBJECT_STR ||
 		    a[2].type != MSGPACK_OBJECT_ARRAY) {
-			protocol_error(c, AEP_EBADREQUEST, false, 0,
-				       "notification: expected [2, method, params]");
+			*why = "notification: expected [2, method, params]";
+			return AEP_EBADREQUEST;
+		}
+		m->method = a[1].via.str.ptr;
+		m->method_len = a[1].via.str.size;
+		m->params = &a[2];
+		return 0;
+	}
+}
+
+static void dispatch(struct aep_rpc_conn *c, const msgpack_object *o)
+{
+	struct net__msg m;
+	const char *why;
+
+	if (net__msg_parse(o, &m, &why) != 0) {
+		protocol_error(c, AEP_EBADREQUEST, m.has_msgid, m.msgid, why);
+		return;
+	}
+	switch (m.type) {
+	case 0:
+		if (c->h.on_request == NULL) {
+			aep_rpc_reply_error(c, m.msgid, AEP_ENOMETHOD, "this end serves no methods",
+					    NULL, 0);
 			return;
 		}
+		c->h.on_request(c, m.msgid, m.method, m.method_len, m.params, c->h_data);
+		return;
+	case 1: deliver_response(c, o->via.array.ptr); return;
+	default:
 		if (c->h.on_notify != NULL)
-			c->h.on_notify(c, a[1].via.str.ptr, a[1].via.str.size, &a[2], c->h_data);
+			c->h.on_notify(c, m.method, m.method_len, m.params, c->h_data);
 		return;
 	}
 }
@@ -1085,14 +1111,18 @@ static void begin_shutdown(struct aep_rpc_conn *c)
 		close_handles(c);
 		return;
 	}
+	if (flush(c) != 0) {
+		close_handles(c);
+		return;
+	}
 	if (c->ssl != NULL && c->ready) {
 		ERR_clear_error();
 		SSL_shutdown(c->ssl); /* queues close_notify */
 		ERR_clear_error();
-	}
-	if (flush(c) != 0) {
-		close_handles(c);
-		return;
+		if (flush(c) != 0) {
+			close_handles(c);
+			return;
+		}
 	}
 	if (!c->eof) {
 		int rv = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);

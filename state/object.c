@@ -264,6 +264,9 @@ static int kv_cmp(const void *a, const void *b)
 static int check_str(struct walk *w, const struct state__check *c, const char *s, size_t n)
 {
 	char q[STATE__QUOTE_MAX];
+	if (!state__utf8_ok(s, n))
+		return werr(w, AEP_EINVALID, "Invalid value: %s: must be valid UTF-8",
+			    state__quote(q, sizeof(q), s, n));
 	if (c->maxlen != 0 && n > c->maxlen)
 		return werr(w, AEP_EINVALID, "must be no more than %zu bytes", c->maxlen);
 	if (c->values != NULL) {
@@ -528,6 +531,9 @@ static int walk_annotations(struct walk *w, msgpack_packer *pk, const msgpack_ob
 			return werr(w, AEP_EINVALID, "key %s: value must be a string, not %s",
 				    state__quote(q, sizeof(q), k->via.str.ptr, k->via.str.size),
 				    type_name(val));
+		if (!state__utf8_ok(val->via.str.ptr, val->via.str.size))
+			return werr(w, AEP_EINVALID, "key %s: value must be valid UTF-8",
+				    state__quote(q, sizeof(q), k->via.str.ptr, k->via.str.size));
 		bytes += (size_t)k->via.str.size + val->via.str.size;
 		if (bytes > AEP_ANNOTATIONS_BYTES)
 			return werr(w, AEP_EINVALID, "Too long: must have at most %d bytes",

@@ -452,6 +452,9 @@ const struct state__kind_schema *state__kind_schema(enum aep_kind kind);
 
 /* ---- validate.c --------------------------------------------------------- */
 
+/* Is @s (@len bytes) well-formed UTF-8 (no overlong forms, no surrogates)? */
+bool state__utf8_ok(const char *s, size_t len);
+
 /* Each returns 0 or AEP_EINVALID with a message (without the field's path)
  * in @e. */
 int state__validate_port_name(const char *s, size_t len, struct aep_error *e);

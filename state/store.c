@@ -589,6 +589,16 @@ static int refuse_conflict(struct aep_result *r, enum aep_kind kind, const char 
 		      plural(kind), name);
 }
 
+/* Does the update in @in name the object whose uid is @uid (or no uid)? */
+static bool uid_matches(const struct cmd_in *in, const char *uid)
+{
+	if (in->obj != NULL)
+		return in->obj->meta.uid[0] == '\0' || strcmp(in->obj->meta.uid, uid) == 0;
+	if (in->cv.uid.p == NULL || in->cv.uid.n == 0)
+		return true;
+	return strlen(uid) == in->cv.uid.n && memcmp(in->cv.uid.p, uid, in->cv.uid.n) == 0;
+}
+
 static int apply_update(struct aep_store *s, const struct state__cmd *c, uint64_t rv,
 			struct aep_result *r)
 {
@@ -608,6 +618,13 @@ static int apply_update(struct aep_store *s, const struct state__cmd *c, uint64_
 	old = e->obj;
 	if (c->precond_rv != 0 && c->precond_rv != old->meta.rv) {
 		err = refuse_conflict(r, c->kind, in.name);
+		goto out_release_in;
+	}
+	if (!uid_matches(&in, old->meta.uid)) {
+		err = refuse(r, AEP_EINVALID,
+			     "metadata.uid: Invalid value: field is immutable (%s \"%s\" has "
+			     "uid %s: it was deleted and created again)",
+			     plural(c->kind), in.name, old->meta.uid);
 		goto out_release_in;
 	}
 	cmd_in_spec(&in, &spec, &spec_len);
