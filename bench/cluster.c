@@ -122,7 +122,12 @@ int bench_cluster_start(struct bench_cluster *c, unsigned n, unsigned base, cons
 		c->keep = 1;
 		return 1;
 	}
-	unsigned li = (unsigned)atoi(leader + 1) - 1;
+	/* Masters are named m1..mN: the leader's index from its name. */
+	unsigned li = 0;
+	for (unsigned i = 0; i < n; i++) {
+		if (strcmp(names[i], leader) == 0)
+			li = i;
+	}
 	c->leader = li;
 	snprintf(c->leader_addr, sizeof(c->leader_addr), "127.0.0.1:%u", base + li);
 	return 0;

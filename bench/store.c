@@ -125,22 +125,42 @@ int bench_store(int argc, char **argv)
 	char aep[4096] = "";
 	int c;
 	optind = 1;
+	struct aep_error e = {0};
+	unsigned long long v = 0;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		int bad = 0;
 		switch (c) {
-		case 'm': masters = (unsigned)atoi(optarg); break;
-		case 'c': clients = (unsigned)atoi(optarg); break;
-		case 'k': conns = (unsigned)atoi(optarg); break;
-		case 'n': objects = strtoull(optarg, NULL, 10); break;
-		case 'v': value_size = (size_t)atoi(optarg); break;
-		case 'p': base = (unsigned)atoi(optarg); break;
+		case 'm':
+			bad = aep_parse_uint(optarg, "--masters", 1, BENCH_MAX_MASTERS, &v, &e);
+			masters = (unsigned)v;
+			break;
+		case 'c':
+			bad = aep_parse_uint(optarg, "--clients", 1, 100000, &v, &e);
+			clients = (unsigned)v;
+			break;
+		case 'k':
+			bad = aep_parse_uint(optarg, "--conns", 1, 10000, &v, &e);
+			conns = (unsigned)v;
+			break;
+		case 'n':
+			bad = aep_parse_uint(optarg, "--objects", 1, 100000000, &v, &e);
+			objects = v;
+			break;
+		case 'v':
+			bad = aep_parse_uint(optarg, "--value-size", 0, 65536, &v, &e);
+			value_size = (size_t)v;
+			break;
+		case 'p':
+			bad = aep_parse_uint(optarg, "--base-port", 1024, 65000, &v, &e);
+			base = (unsigned)v;
+			break;
 		case 'a': snprintf(aep, sizeof(aep), "%s", optarg); break;
 		default: return 2;
 		}
-	}
-	if (masters < 1 || masters > BENCH_MAX_MASTERS || clients < 1 || conns < 1 || objects < 1 ||
-	    value_size > 65536) {
-		fprintf(stderr, "aep-bench store: bad arguments\n");
-		return 2;
+		if (bad) {
+			fprintf(stderr, "aep-bench store: %s\n", e.msg);
+			return 2;
+		}
 	}
 	if (conns > clients)
 		conns = clients;
@@ -183,7 +203,6 @@ int bench_store(int argc, char **argv)
 	}
 	for (size_t i = 0; i < value_size; i++)
 		b.value[i] = (char)('a' + (i % 26));
-	struct aep_error e = {0};
 	for (unsigned i = 0; i < conns; i++) {
 		struct aep_rpc_client_config cfg = {.servers = cl.leader_addr, .tls = cl.tls};
 		if (aep_rpc_client_new(b.loop, &cfg, &b.conns[i], &e) != 0) {
@@ -197,7 +216,8 @@ int bench_store(int argc, char **argv)
 	for (unsigned i = 0; i < conns; i++) {
 		struct aep_buf res;
 		aep_buf_init(&res);
-		if (aep_rpc_call_sync(b.loop, b.conns[i], "status", "\x80", 1, 10000, &res, &e) != 0) {
+		if (aep_rpc_call_sync(b.loop, b.conns[i], "status", "\x80", 1, 10000, &res, &e) !=
+		    0) {
 			fprintf(stderr, "aep-bench: connection %u: %s\n", i, e.msg);
 			aep_buf_free(&res);
 			bench_cluster_stop(&cl);

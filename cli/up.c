@@ -186,17 +186,26 @@ int aep_cli_up(int argc, char **argv)
 	const char *dir = "aep-local";
 	int c;
 	optind = 1;
+	struct aep_error pe = {0};
+	unsigned long long v = 0;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
-		case 'm': u.n = (unsigned)atoi(optarg); break;
+		case 'm':
+			if (aep_parse_uint(optarg, "--masters", 1, UP_MAX_MASTERS, &v, &pe) != 0)
+				goto bad_flag;
+			u.n = (unsigned)v;
+			break;
 		case 'd': dir = optarg; break;
-		case 'p': u.base = (unsigned)atoi(optarg); break;
+		case 'p':
+			if (aep_parse_uint(optarg, "--base-port", 1024, 65535 - 300, &v, &pe) != 0)
+				goto bad_flag;
+			u.base = (unsigned)v;
+			break;
 		case 'h': up_usage(stdout); return 0;
 		default: up_usage(stderr); return 2;
 		}
 	}
-	if (optind != argc || u.n < 1 || u.n > UP_MAX_MASTERS || u.base < 1024 ||
-	    u.base > 65535 - 300) {
+	if (optind != argc) {
 		up_usage(stderr);
 		return 2;
 	}
@@ -307,4 +316,7 @@ int aep_cli_up(int argc, char **argv)
 	stop_all(&u);
 	printf("stopped\n");
 	return 0;
+bad_flag:
+	fprintf(stderr, "error: %s\n", pe.msg);
+	return 2;
 }

@@ -1,6 +1,7 @@
 /* The project's error codes and messages. */
 #include "lib/lib.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -60,4 +61,26 @@ void aep_error_clear(struct aep_error *e)
 {
 	e->code = 0;
 	e->msg[0] = '\0';
+}
+
+int aep_parse_uint(const char *s, const char *name, unsigned long long min, unsigned long long max,
+		   unsigned long long *out, struct aep_error *e)
+{
+	unsigned long long v = 0;
+	const char *p = s;
+	if (s == NULL || *s == '\0')
+		goto bad;
+	for (; *p != '\0'; p++) {
+		if (*p < '0' || *p > '9' || v > (ULLONG_MAX - 9) / 10)
+			goto bad;
+		v = v * 10 + (unsigned long long)(*p - '0');
+	}
+	if (v < min || v > max)
+		goto bad;
+	*out = v;
+	return 0;
+bad:
+	return aep_errorf(e, AEP_EINVALID,
+			  "%s: must be a whole number from %llu to %llu, not \"%s\"", name, min,
+			  max, s ? s : "");
 }

@@ -143,6 +143,11 @@ bool aep_mp_str_eq(const msgpack_object *o, const char *s);
 /* Copy a str object into a NUL-terminated heap string (NULL if not a str). */
 char *aep_mp_strdup(const msgpack_object *o);
 
+/* Parse a whole decimal number in [@min, @max] (no sign, no trailing
+ * characters). Returns 0, or AEP_EINVALID with "NAME: must be ..." in @e. */
+int aep_parse_uint(const char *s, const char *name, unsigned long long min, unsigned long long max,
+		   unsigned long long *out, struct aep_error *e);
+
 /* ---- time (not for state/: apply never reads a clock) ------------------- */
 int64_t aep_now_realtime_ns(void);
 int64_t aep_now_monotonic_ns(void);
