@@ -2,6 +2,8 @@
 #ifndef AEP_RAFT_INT_H
 #define AEP_RAFT_INT_H
 
+#include <stdbool.h>
+
 #include <raft.h>
 #include <raft/uv.h>
 
@@ -24,5 +26,74 @@ struct raft__tcp {
 int raft__tcp_init(struct raft__tcp *t, struct uv_loop_s *loop, const char *bind_address);
 /* Release it, after libraft has closed it. */
 void raft__tcp_close(struct raft__tcp *t);
+
+/* ---- io.c: workarounds for libraft 0.15 bugs at the raft_io boundary ----
+ *
+ * The rules (see io.c and docs/LIBRAFT.md, bugs 4-7) work on plain message
+ * structs and the local server's struct raft, so that any raft_io (raft_uv
+ * here, libraft's fixture in tests/sim/) can apply them. */
+
+/* What one server knows about how far its log matches the current leader's.
+ * Zero it before use. */
+struct raft__match {
+	raft_term term;	    /* of the leader whose entries these are */
+	raft_index matched; /* our log matches that leader's up to here */
+	/* the message being received (between recv_begin and recv_end) */
+	bool in_recv;
+	int recv_type;
+	raft_term recv_term;
+	raft_index pending;	/* prev_log_index + n_entries, or snapshot index */
+	raft_term pending_term; /* the term of the entry at @pending */
+	/* how often each rule fired (statistics) */
+	unsigned n_result_clamps, n_commit_clamps, n_ae_trims, n_vote_terms;
+};
+
+/* The term of the entry at @index in @r's in-memory log, or of its
+ * snapshot's last entry; 0 when unknown. */
+raft_term raft__log_term_at(const struct raft *r, raft_index index);
+
+/* Apply the receive rules to @m before libraft sees it (@r: the receiving
+ * server): an AppendEntries starting below @r's snapshot is trimmed to start
+ * at the snapshot (batches of dropped entries freed with raft_free; the
+ * entries array is kept), and its leader_commit is clamped to prev_log_index
+ * + n_entries. Then hand @m to libraft and call raft__match_recv_end(). Never
+ * fails. */
+void raft__match_recv_begin(struct raft__match *t, const struct raft *r, struct raft_message *m);
+/* After libraft handled the message given to raft__match_recv_begin():
+ * record how far @r's log now matches the leader. */
+void raft__match_recv_end(struct raft__match *t, const struct raft *r);
+/* Apply the send rules to @m, a copy of an outgoing message of @r: a
+ * successful AppendEntries result claims no more than the index known to
+ * match the leader; a refused vote carries @r's current term. Returns true
+ * if @m was changed. */
+bool raft__match_send(struct raft__match *t, const struct raft *r, struct raft_message *m);
+
+#define RAFT__IO_DEFERRED_MAX 16
+
+/* The raft_io that libraft is given: raft_uv's, with send, start and close
+ * wrapped to apply the rules above and to report a send that fails at once
+ * through its callback instead. Lives inside struct aep_raft. */
+struct raft__io {
+	struct raft_io io; /* what libraft uses; io.data and io.impl are theirs */
+	struct raft *raft; /* the server using it */
+	struct raft__match match;
+	int (*orig_start)(struct raft_io *, unsigned, raft_io_tick_cb, raft_io_recv_cb);
+	int (*orig_send)(struct raft_io *, struct raft_io_send *, const struct raft_message *,
+			 raft_io_send_cb);
+	void (*orig_close)(struct raft_io *, raft_io_close_cb);
+	raft_io_tick_cb tick_cb; /* libraft's */
+	raft_io_recv_cb recv_cb; /* libraft's */
+	/* sends that failed at once, completed from the next tick or close */
+	struct raft__deferred_send {
+		struct raft_io_send *req;
+		raft_io_send_cb cb;
+		int status;
+	} deferred[RAFT__IO_DEFERRED_MAX];
+	unsigned ndeferred;
+};
+
+/* Wrap @w->io, which raft_uv_init() filled, for @raft; call before
+ * raft_init(). */
+void raft__io_wrap(struct raft__io *w, struct raft *raft);
 
 #endif /* AEP_RAFT_INT_H */

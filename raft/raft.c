@@ -99,7 +99,7 @@ struct peer {
 struct aep_raft {
 	uv_loop_t *loop;
 	struct raft raft;
-	struct raft_io io;
+	struct raft__io io; /* raft_uv's, wrapped (io.c) */
 	struct raft__tcp tcp;
 	struct raft_fsm fsm;
 	struct raft_transfer transfer;
@@ -797,7 +797,7 @@ static void handle_closed(uv_handle_t *h)
 static void raft_closed(struct raft *raft)
 {
 	struct aep_raft *r = raft->data;
-	raft_uv_close(&r->io);
+	raft_uv_close(&r->io.io);
 	raft__tcp_close(&r->tcp);
 	maybe_closed(r);
 }
@@ -956,14 +956,16 @@ int aep_raft_start(uv_loop_t *loop, const struct aep_raft_config *cfg, struct ae
 		rv = raft_error(e, rv, "TCP transport", r->tcp.outer.errmsg);
 		goto err_after_alloc;
 	}
-	rv = raft_uv_init(&r->io, loop, r->dir, &r->tcp.outer);
+	rv = raft_uv_init(&r->io.io, loop, r->dir, &r->tcp.outer);
 	if (rv != 0) {
-		rv = raft_error(e, rv, r->dir, r->io.errmsg);
+		rv = raft_error(e, rv, r->dir, r->io.io.errmsg);
 		goto err_after_tcp_init;
 	}
 	/* The store's snapshots are lz4 already. */
-	raft_uv_set_snapshot_compression(&r->io, false);
-	raft_uv_set_connect_retry_delay(&r->io, RAFT_CONNECT_RETRY_MS);
+	raft_uv_set_snapshot_compression(&r->io.io, false);
+	raft_uv_set_connect_retry_delay(&r->io.io, RAFT_CONNECT_RETRY_MS);
+	/* Work around libraft 0.15's bugs 4-7 (docs/LIBRAFT.md). */
+	raft__io_wrap(&r->io, &r->raft);
 
 	r->fsm.version = 2;
 	r->fsm.data = r;
@@ -973,7 +975,7 @@ int aep_raft_start(uv_loop_t *loop, const struct aep_raft_config *cfg, struct ae
 	r->fsm.snapshot_finalize = fsm_snapshot_finalize;
 	r->fsm.snapshot_async = NULL;
 
-	rv = raft_init(&r->raft, &r->io, &r->fsm, r->id, r->peers[r->id - 1].addr);
+	rv = raft_init(&r->raft, &r->io.io, &r->fsm, r->id, r->peers[r->id - 1].addr);
 	if (rv != 0) {
 		rv = raft_error(e, rv, "raft_init", raft_errmsg(&r->raft));
 		goto err_after_uv_init;
@@ -1010,7 +1012,7 @@ int aep_raft_start(uv_loop_t *loop, const struct aep_raft_config *cfg, struct ae
 	r->starting = false;
 	if (rv != 0) {
 		rv = raft_error(e, rv, "raft_start",
-				raft_errmsg(&r->raft)[0] ? raft_errmsg(&r->raft) : r->io.errmsg);
+				raft_errmsg(&r->raft)[0] ? raft_errmsg(&r->raft) : r->io.io.errmsg);
 		goto err_after_raft_init;
 	}
 	uv_timer_start(&r->timer, timer_cb, RAFT_POLL_MS, RAFT_POLL_MS);
@@ -1023,7 +1025,7 @@ err_after_raft_init:
 	teardown(r);
 	return rv;
 err_after_uv_init:
-	raft_uv_close(&r->io);
+	raft_uv_close(&r->io.io);
 err_after_tcp_init:
 	raft__tcp_close(&r->tcp);
 err_after_alloc:

@@ -1,0 +1,275 @@
+/* Workarounds for four bugs of libraft 0.15.0, at the raft_io boundary.
+ *
+ * libraft talks to the disk and the network only through struct raft_io.
+ * aep_raft_start() lets raft_uv_init() fill one, then raft__io_wrap()
+ * replaces its start, send and close methods with the wrappers below before
+ * raft_init() sees it: every message libraft receives passes through
+ * recv_wrapped() and every message it sends through send_wrapped(), where
+ * the rules below fix what libraft gets wrong. The rules themselves
+ * (raft__match_*) take plain structs, so the simulation in tests/sim/ can
+ * apply them to libraft's fixture I/O too. The sim found all four bugs;
+ * the reproducers run the sim without its own copy of the workarounds:
+ *
+ * 1. Safety: stale tail counted as a match (docs/LIBRAFT.md, bug 4).
+ *    A follower that accepts an AppendEntries replies with last_log_index =
+ *    its last *stored* index, not prev_log_index + n_entries, and the leader
+ *    takes that as the follower's match index. An old leader that appended
+ *    entries it never committed while cut off, then rejoins, thus tells the
+ *    new leader that it holds the new leader's (different) entries at those
+ *    indexes: the leader counts it for commitment, commits an entry only it
+ *    holds, and acknowledged writes can be lost. The follower would also
+ *    trust leader_commit beyond what the AppendEntries verified.
+ *    Rule: track the highest index known to match the current leader's log
+ *    (prev_log_index + n_entries of each AppendEntries accepted, the last
+ *    index of each InstallSnapshot); clamp last_log_index of outgoing
+ *    successful AppendEntries results to it, and clamp an incoming
+ *    leader_commit to prev_log_index + n_entries.
+ *    Reproduce: tests/sim/aep-sim-repro-stale-tail (exits 1 while the bug
+ *    is there) or tests/sim/aep-sim --seed 4 --peers 3 --raw-io, both in
+ *    the build directory.
+ *
+ * 2. Liveness with pre-vote: refused vote without the higher term (bug 5).
+ *    A server that refuses a (pre-)vote because its own term is higher
+ *    replies with the request's term instead of its own, so the candidate
+ *    never learns the higher term; two servers can then refuse each other
+ *    for ever and no leader is elected.
+ *    Rule: a refused vote carries the sender's current term (as Raft's
+ *    RequestVote reply is specified).
+ *    Reproduce: tests/sim/aep-sim --raw-io --seed 330 --peers 3.
+ *
+ * 3. Crash: AppendEntries below the follower's snapshot (bug 6).
+ *    A follower that took a snapshot and compacted its log, then receives
+ *    an AppendEntries whose prev_log_index lies below its snapshot (a
+ *    leader resending a catch-up batch), logs "No log entries found at
+ *    index N" and dereferences NULL.
+ *    Rule: entries up to the follower's snapshot are committed, so a leader
+ *    of the current term holds the same ones: drop them from the message
+ *    and start it at the snapshot (prev_log_index and prev_log_term of the
+ *    snapshot's last entry).
+ *    Reproduce: tests/sim/aep-sim --raw-io --seed 316 --peers 3.
+ *
+ * 4. Double free when a send fails at once (bug 7).
+ *    When a follower rejects an AppendEntries that carries entries, libraft
+ *    frees the entries' batch, then sends the reply; if io->send() returns
+ *    an error, its caller frees the batch again. raft_uv's send fails at
+ *    once only when it runs out of memory.
+ *    Rule: a send that fails at once returns 0, and its callback gets the
+ *    error from the next tick (or when the I/O closes), outside libraft.
+ *    At most RAFT__IO_DEFERRED_MAX are held; beyond that the error is
+ *    returned as before.
+ *    Reproduce: tests/sim/aep-sim --raw-io --seed 15 --peers 5.
+ *
+ * All rules only ever make a server claim less (a lower match index, a
+ * lower commit index, fewer entries that are already in its snapshot) or
+ * tell a candidate the truth about a higher term, so they cannot break a
+ * correct libraft. */
+#include "raft/raft-int.h"
+
+#include <stddef.h>
+#include <string.h>
+
+#include "lib/lib.h"
+
+/* ---- the rules ---------------------------------------------------------- */
+
+raft_term raft__log_term_at(const struct raft *r, raft_index index)
+{
+	const struct raft_log *l = &r->log;
+	size_t used;
+
+	if (l->size == 0)
+		used = 0;
+	else
+		used = l->back >= l->front ? l->back - l->front : l->size - l->front + l->back;
+	if (index > l->offset && index <= l->offset + used)
+		return l->entries[(l->front + (index - l->offset - 1)) % l->size].term;
+	if (index != 0 && index == l->snapshot.last_index)
+		return l->snapshot.last_term;
+	return 0;
+}
+
+/* Rule 3: drop the entries of @ae that @r's snapshot covers. Consecutive
+ * entries may share a batch (as libraft's own entry_batches__destroy
+ * assumes); a batch is freed once no kept entry uses it. */
+static void trim_below_snapshot(struct raft__match *t, const struct raft *r,
+				struct raft_append_entries *ae)
+{
+	raft_index snap = r->log.snapshot.last_index;
+	if (snap == 0 || ae->prev_log_index >= snap || ae->term < r->current_term)
+		return;
+	raft_index covered = snap - ae->prev_log_index; /* entries at or below snap */
+	unsigned k = covered >= ae->n_entries ? ae->n_entries : (unsigned)covered;
+	void *kept_batch = k < ae->n_entries ? ae->entries[k].batch : NULL;
+	void *freed = NULL;
+	for (unsigned i = 0; i < k; i++) {
+		void *b = ae->entries[i].batch;
+		if (b != NULL && b != freed && b != kept_batch) {
+			raft_free(b);
+			freed = b;
+		}
+	}
+	if (k == ae->n_entries) {
+		raft_free(ae->entries);
+		ae->entries = NULL;
+		ae->n_entries = 0;
+	} else if (k > 0) {
+		memmove(ae->entries, ae->entries + k, (ae->n_entries - k) * sizeof(*ae->entries));
+		ae->n_entries -= k;
+	}
+	ae->prev_log_index = snap;
+	ae->prev_log_term = r->log.snapshot.last_term;
+	t->n_ae_trims++;
+}
+
+void raft__match_recv_begin(struct raft__match *t, const struct raft *r, struct raft_message *m)
+{
+	raft_term term = 0;
+
+	t->in_recv = true;
+	t->recv_type = m->type;
+	t->recv_term = 0;
+	t->pending = 0;
+	t->pending_term = 0;
+	if (m->type == RAFT_IO_APPEND_ENTRIES) {
+		struct raft_append_entries *ae = &m->append_entries;
+		trim_below_snapshot(t, r, ae);
+		raft_index upto = ae->prev_log_index + ae->n_entries;
+		if (ae->leader_commit > upto) {
+			ae->leader_commit = upto;
+			t->n_commit_clamps++;
+		}
+		term = ae->term;
+		t->pending = upto;
+		t->pending_term =
+		    ae->n_entries > 0 ? ae->entries[ae->n_entries - 1].term : ae->prev_log_term;
+	} else if (m->type == RAFT_IO_INSTALL_SNAPSHOT) {
+		term = m->install_snapshot.term;
+		t->pending = m->install_snapshot.last_index;
+		t->pending_term = m->install_snapshot.last_term;
+	}
+	/* A message from a stale leader is refused: it says nothing about the
+	 * current leader's log. */
+	if (term == 0 || term < r->current_term) {
+		t->pending = 0;
+		return;
+	}
+	t->recv_term = term;
+	if (term != t->term) {
+		t->term = term;
+		t->matched = 0;
+	}
+}
+
+void raft__match_recv_end(struct raft__match *t, const struct raft *r)
+{
+	bool matches = false;
+
+	t->in_recv = false;
+	if (t->recv_term == 0 || r->current_term != t->recv_term || t->pending <= t->matched)
+		return;
+	if (t->recv_type == RAFT_IO_INSTALL_SNAPSHOT)
+		matches = true; /* a snapshot holds committed entries only */
+	else if (t->recv_type == RAFT_IO_APPEND_ENTRIES)
+		matches = raft__log_term_at(r, t->pending) == t->pending_term;
+	if (matches)
+		t->matched = t->pending;
+}
+
+bool raft__match_send(struct raft__match *t, const struct raft *r, struct raft_message *m)
+{
+	if (m->type == RAFT_IO_APPEND_ENTRIES_RESULT && m->append_entries_result.rejected == 0) {
+		struct raft_append_entries_result *res = &m->append_entries_result;
+		raft_index lim = t->term == res->term ? t->matched : 0;
+		if (t->in_recv && t->pending > lim)
+			lim = t->pending; /* the reply to the message being received */
+		if (res->last_log_index > lim) {
+			res->last_log_index = lim;
+			t->n_result_clamps++;
+			return true;
+		}
+	} else if (m->type == RAFT_IO_REQUEST_VOTE_RESULT && !m->request_vote_result.vote_granted &&
+		   m->request_vote_result.term < r->current_term) {
+		m->request_vote_result.term = r->current_term;
+		t->n_vote_terms++;
+		return true;
+	}
+	return false;
+}
+
+/* ---- the raft_io wrappers ----------------------------------------------- */
+
+static struct raft__io *wrapper_of(struct raft_io *io)
+{
+	return (struct raft__io *)((char *)io - offsetof(struct raft__io, io));
+}
+
+/* Complete the sends that failed at once, in order, with their error. */
+static void flush_deferred(struct raft__io *w)
+{
+	while (w->ndeferred > 0) {
+		struct raft__deferred_send d = w->deferred[0];
+		w->ndeferred--;
+		memmove(w->deferred, w->deferred + 1, w->ndeferred * sizeof(*w->deferred));
+		d.cb(d.req, d.status);
+	}
+}
+
+static void recv_wrapped(struct raft_io *io, struct raft_message *m)
+{
+	struct raft__io *w = wrapper_of(io);
+	raft__match_recv_begin(&w->match, w->raft, m);
+	w->recv_cb(io, m);
+	raft__match_recv_end(&w->match, w->raft);
+}
+
+static void tick_wrapped(struct raft_io *io)
+{
+	struct raft__io *w = wrapper_of(io);
+	flush_deferred(w);
+	w->tick_cb(io);
+}
+
+static int start_wrapped(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+			 raft_io_recv_cb recv)
+{
+	struct raft__io *w = wrapper_of(io);
+	w->tick_cb = tick;
+	w->recv_cb = recv;
+	return w->orig_start(io, msecs, tick_wrapped, recv_wrapped);
+}
+
+static int send_wrapped(struct raft_io *io, struct raft_io_send *req,
+			const struct raft_message *message, raft_io_send_cb cb)
+{
+	struct raft__io *w = wrapper_of(io);
+	struct raft_message copy = *message;
+	bool changed = raft__match_send(&w->match, w->raft, &copy);
+	int rv = w->orig_send(io, req, changed ? &copy : message, cb);
+	if (rv == 0 || cb == NULL || w->ndeferred == RAFT__IO_DEFERRED_MAX)
+		return rv;
+	req->cb = cb;
+	w->deferred[w->ndeferred++] = (struct raft__deferred_send){req, cb, rv};
+	return 0;
+}
+
+static void close_wrapped(struct raft_io *io, raft_io_close_cb cb)
+{
+	struct raft__io *w = wrapper_of(io);
+	/* libraft closes its I/O from raft_close(), outside its callbacks, and
+	 * still expects every send to complete. */
+	flush_deferred(w);
+	w->orig_close(io, cb);
+}
+
+void raft__io_wrap(struct raft__io *w, struct raft *raft)
+{
+	w->raft = raft;
+	memset(&w->match, 0, sizeof(w->match));
+	w->ndeferred = 0;
+	w->orig_start = w->io.start;
+	w->orig_send = w->io.send;
+	w->orig_close = w->io.close;
+	w->io.start = start_wrapped;
+	w->io.send = send_wrapped;
+	w->io.close = close_wrapped;
+}
