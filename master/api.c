@@ -347,6 +347,16 @@ static struct aep_rpc_client *fwd_client(struct master *m, struct aep_error *e)
 static void fwd_done(void *data, const struct aep_rpc_reply *reply)
 {
 	struct req *r = data;
+	if (reply->code == AEP_ECANCELED) {
+		/* The connection to the leader closed with the call in flight: the
+		 * leader may or may not have carried it out. */
+		char msg[AEP_ERRMSG_MAX];
+		snprintf(msg, sizeof(msg), "lost the leader while forwarding (%.*s); outcome unknown",
+			 (int)(reply->msg_len > 200 ? 200 : reply->msg_len),
+			 reply->msg ? reply->msg : "");
+		req_error(r, AEP_EUNAVAILABLE, msg);
+		return;
+	}
 	if (reply->code != 0) {
 		char msg[AEP_ERRMSG_MAX];
 		snprintf(msg, sizeof(msg), "%.*s", (int)reply->msg_len,
