@@ -162,6 +162,9 @@ int bench_store(int argc, char **argv)
 			return 2;
 		}
 	}
+	/* The flags' ranges start at 1: clients spread over conns. */
+	if (clients == 0 || conns == 0)
+		return 2;
 	if (conns > clients)
 		conns = clients;
 	if (aep[0] == '\0') {
@@ -194,6 +197,7 @@ int bench_store(int argc, char **argv)
 	b.value_size = value_size;
 	b.value = aep_malloc(value_size + 1);
 	b.lat_ms = aep_calloc(objects, sizeof(double));
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 	b.conns = aep_calloc(conns, sizeof(*b.conns));
 	b.clients = aep_calloc(clients, sizeof(*b.clients));
 	if (b.value == NULL || b.lat_ms == NULL || b.conns == NULL || b.clients == NULL) {

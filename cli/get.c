@@ -255,6 +255,7 @@ static int list_items(const struct cli__reply *r, const char *name, const msgpac
 	*n = 0;
 	if (items == NULL || items->type != MSGPACK_OBJECT_ARRAY)
 		return 0;
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 	const msgpack_object **v = aep_calloc(items->via.array.size + 1, sizeof(*v));
 	if (v == NULL)
 		return AEP_ENOMEM;
@@ -431,6 +432,7 @@ int cli__cmd_get(struct cli *c)
 	/* "pods", "pods web db", "pod/web", "pod/web svc/db" */
 	const struct aep_kind_info *ki = NULL;
 	const char **names = aep_calloc(c->o.nargs + 1, sizeof(*names));
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 	const struct aep_kind_info **kinds = aep_calloc(c->o.nargs + 1, sizeof(*kinds));
 	size_t nnames = 0;
 	int status = 0;
@@ -512,6 +514,7 @@ int cli__cmd_get(struct cli *c)
 
 	/* named objects: fetch each, print those found, report the others */
 	struct cli__reply *replies = aep_calloc(nnames, sizeof(*replies));
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 	const msgpack_object **objs = aep_calloc(nnames, sizeof(*objs));
 	size_t n = 0;
 	if (replies == NULL || objs == NULL) {

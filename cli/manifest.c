@@ -379,6 +379,7 @@ static int attach(struct doc *d, struct mnode *m, struct aep_error *e)
 	struct mnode *p = d->stack[d->depth - 1];
 	if (p->n == p->cap) {
 		size_t cap = p->cap ? p->cap * 2 : 4;
+		/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 		struct mnode **k = aep_realloc(p->kids, cap * sizeof(*k));
 		if (k == NULL)
 			return aep_errorf(e, AEP_ENOMEM, "out of memory");
@@ -413,11 +414,13 @@ static int map_check_keys(struct mnode *m, struct aep_error *e)
 	}
 	if (nkeys < 2)
 		return 0;
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 	struct mnode **keys = aep_malloc(nkeys * sizeof(*keys));
 	if (keys == NULL)
 		return aep_errorf(e, AEP_ENOMEM, "out of memory");
 	for (size_t i = 0; i < nkeys; i++)
 		keys[i] = m->kids[2 * i];
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 	qsort(keys, nkeys, sizeof(*keys), key_cmp);
 	int rv = 0;
 	for (size_t i = 1; i < nkeys; i++) {
@@ -525,6 +528,10 @@ static int on_event(struct doc *d, const yaml_event_t *ev, struct aep_error *e)
 	}
 	case YAML_SEQUENCE_END_EVENT:
 	case YAML_MAPPING_END_EVENT: {
+		/* libyaml pairs every end with a start; say so rather than
+		 * index the stack at -1 if it ever did not. */
+		if (d->depth == 0)
+			return line_err(e, AEP_EINTERNAL, line, "collection end without a start");
 		m = d->stack[d->depth - 1];
 		rv = collection_end(d, e);
 		if (rv != 0 || m->anchor == NULL)

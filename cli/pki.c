@@ -245,6 +245,8 @@ static int issue(X509 *ca, EVP_PKEY *ca_key, const struct cert_spec *s, const ch
 	return rv;
 }
 
+/* Read DIR/pki/ca.crt and ca.key. On success the caller owns *@ca and
+ * *@ca_key; on failure nothing is left allocated. */
 static int load_ca(const char *dir, X509 **ca, EVP_PKEY **ca_key, struct aep_error *e)
 {
 	char path[4096];
@@ -276,8 +278,8 @@ int aep_pki_issue(const char *dir, const char *cn, const char *org, const char *
 {
 	if (cn == NULL || *cn == '\0' || strlen(cn) > 64)
 		return aep_errorf(e, AEP_EINVALID, "common name must be 1 to 64 characters");
-	X509 *ca;
-	EVP_PKEY *ca_key;
+	X509 *ca = NULL;
+	EVP_PKEY *ca_key = NULL;
 	int rv = load_ca(dir, &ca, &ca_key, e);
 	if (rv != 0)
 		return rv;

@@ -476,6 +476,10 @@ int cli__cmd_delete(struct cli *c)
 				fprintf(stderr, "error: %s\n", e.msg);
 				return 1;
 			}
+		} else if (ki == NULL) {
+			/* "delete pod/a b": a bare name needs a type as the first argument. */
+			fprintf(stderr, "error: no resource type for \"%s\": use TYPE/NAME\n", a);
+			status = 1;
 		} else {
 			status |= delete_one(c, ki, cli__namespace(c, ki), a);
 			named++;

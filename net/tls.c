@@ -184,7 +184,7 @@ int net__addr_split(const char *addr, char *host, size_t host_size, unsigned *po
 int aep_addr_parse(const char *addr, struct sockaddr_storage *out, struct aep_error *e)
 {
 	char host[256];
-	unsigned port;
+	unsigned port = 0;
 	int rv = net__addr_split(addr, host, sizeof(host), &port, e);
 	if (rv != 0)
 		return rv;

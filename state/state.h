@@ -27,29 +27,29 @@
 /* ---- kinds -------------------------------------------------------------- */
 
 /* X(ENUM, Kind, plural, singular, short, namespaced) */
-#define AEP_KINDS(X)                                                                         \
-	X(NAMESPACE, "Namespace", "namespaces", "namespace", "ns", false)                    \
-	X(NODE, "Node", "nodes", "node", "no", false)                                        \
-	X(POD, "Pod", "pods", "pod", "po", true)                                             \
+#define AEP_KINDS(X)                                                                            \
+	X(NAMESPACE, "Namespace", "namespaces", "namespace", "ns", false)                       \
+	X(NODE, "Node", "nodes", "node", "no", false)                                           \
+	X(POD, "Pod", "pods", "pod", "po", true)                                                \
 	X(RC, "ReplicationController", "replicationcontrollers", "replicationcontroller", "rc", \
-	  true)                                                                              \
-	X(SERVICE, "Service", "services", "service", "svc", true)                            \
-	X(ENDPOINTS, "Endpoints", "endpoints", "endpoints", "ep", true)                      \
+	  true)                                                                                 \
+	X(SERVICE, "Service", "services", "service", "svc", true)                               \
+	X(ENDPOINTS, "Endpoints", "endpoints", "endpoints", "ep", true)                         \
 	X(EVENT, "Event", "events", "event", "ev", true)
 
 enum aep_kind {
 #define AEP__KIND_ENUM(e, k, p, singular, s, n) AEP_KIND_##e,
 	AEP_KINDS(AEP__KIND_ENUM)
 #undef AEP__KIND_ENUM
-	AEP_KIND__COUNT
+	    AEP_KIND__COUNT
 };
 
 struct aep_kind_info {
+	const char *name;      /* "Pod" */
+	const char *plural;    /* "pods" */
+	const char *singular;  /* "pod" */
+	const char *shortname; /* "po" */
 	enum aep_kind kind;
-	const char *name;     /* "Pod" */
-	const char *plural;   /* "pods" */
-	const char *singular; /* "pod" */
-	const char *shortname;/* "po" */
 	bool namespaced;
 };
 
@@ -59,11 +59,11 @@ const struct aep_kind_info *aep_kind_info(enum aep_kind kind);
 const struct aep_kind_info *aep_kind_lookup(const char *name, size_t len);
 
 /* ---- limits ------------------------------------------------------------- */
-#define AEP_NAME_MAX 253      /* DNS-1123 subdomain */
-#define AEP_LABEL_NAME_MAX 63 /* label name part and label values */
-#define AEP_LABELS_MAX 64     /* labels per object */
+#define AEP_NAME_MAX	      253 /* DNS-1123 subdomain */
+#define AEP_LABEL_NAME_MAX    63  /* label name part and label values */
+#define AEP_LABELS_MAX	      64  /* labels per object */
 #define AEP_ANNOTATIONS_BYTES (256 * 1024)
-#define AEP_OBJECT_MAX (1024 * 1024) /* encoded bytes of one object */
+#define AEP_OBJECT_MAX	      (1024 * 1024) /* encoded bytes of one object */
 
 /* ---- objects ------------------------------------------------------------ */
 
@@ -74,8 +74,8 @@ struct aep_label {
 
 struct aep_meta {
 	char *name;
-	char *ns;   /* "" for cluster-scoped kinds */
-	char *uid;  /* "" until created */
+	char *ns;  /* "" for cluster-scoped kinds */
+	char *uid; /* "" until created */
 	uint64_t rv;
 	int64_t created_ns; /* creationTimestamp, Unix ns; 0 until created */
 	int64_t generation;
@@ -88,7 +88,7 @@ struct aep_object {
 	enum aep_kind kind;
 	struct aep_meta meta;
 	char *node_name; /* Pod spec.nodeName, else NULL */
-	size_t len;      /* the full msgpack encoding, metadata included */
+	size_t len;	 /* the full msgpack encoding, metadata included */
 	char *data;
 };
 
@@ -107,11 +107,9 @@ struct aep_object {
  * decoding those bytes gives them back unchanged. A namespaced kind
  * without a namespace gets "default"; a cluster-scoped kind with one is
  * invalid. */
-int aep_object_decode(const char *data, size_t len, struct aep_object **out,
-		      struct aep_error *e);
+int aep_object_decode(const char *data, size_t len, struct aep_object **out, struct aep_error *e);
 /* The same, from an already unpacked msgpack_object. */
-int aep_object_from_msgpack(const msgpack_object *o, struct aep_object **out,
-			    struct aep_error *e);
+int aep_object_from_msgpack(const msgpack_object *o, struct aep_object **out, struct aep_error *e);
 
 /* Objects are one allocation (struct, labels, strings, encoding) and are
  * freed when the last reference goes; they are not thread-safe. unref of
@@ -126,8 +124,8 @@ void aep_object_unref(struct aep_object *o);
  * creationTimestamp); @generation < 0 keeps @o's. Node name, labels and
  * everything outside metadata are kept. Returns 0 or AEP_ENOMEM (*@out
  * untouched). */
-int aep_object_stamp(const struct aep_object *o, const char *uid, uint64_t rv,
-		     int64_t created_ns, int64_t generation, struct aep_object **out);
+int aep_object_stamp(const struct aep_object *o, const char *uid, uint64_t rv, int64_t created_ns,
+		     int64_t generation, struct aep_object **out);
 
 /* Format Unix ns as RFC 3339 UTC ("2026-11-27T23:28:38Z") into @buf (>= 32).
  * A non-zero sub-second part is written as a fraction without trailing
@@ -155,8 +153,7 @@ int aep_validate_label_value(const char *s, size_t len, struct aep_error *e);
  * (aep_selector_free), AEP_EINVALID with the offset of the fault in @e, or
  * AEP_ENOMEM. */
 struct aep_selector;
-int aep_selector_parse(const char *s, size_t len, struct aep_selector **out,
-		       struct aep_error *e);
+int aep_selector_parse(const char *s, size_t len, struct aep_selector **out, struct aep_error *e);
 /* From a map of key -> value (an RC or Service selector): all must equal.
  * NULL, nil or {} give the empty selector. Errors as aep_selector_parse. */
 int aep_selector_from_map(const msgpack_object *map, struct aep_selector **out,
@@ -186,12 +183,12 @@ enum aep_op {
 struct aep_cmd {
 	enum aep_op op;
 	enum aep_kind kind;
-	const char *ns;   /* delete: which object; create/update: from obj */
+	const char *ns; /* delete: which object; create/update: from obj */
 	const char *name;
 	uint64_t precond_rv;
-	char uid[40];      /* create: stamped by the leader */
-	int64_t now_ns;    /* stamped by the leader */
-	const char *obj;   /* create/update: the validated object's msgpack */
+	char uid[40];	 /* create: stamped by the leader */
+	int64_t now_ns;	 /* stamped by the leader */
+	const char *obj; /* create/update: the validated object's msgpack */
 	size_t obj_len;
 	/* AEP_OP_MEMBER */
 	const char *member_api;
@@ -229,8 +226,8 @@ void aep_result_clear(struct aep_result *r);
 /* ---- the store ---------------------------------------------------------- */
 
 #define AEP_REV(index, pos) (((uint64_t)(index) << 16) | (uint64_t)(pos))
-#define AEP_REV_INDEX(rev) ((rev) >> 16)
-#define AEP_BATCH_MAX 65535 /* commands per entry */
+#define AEP_REV_INDEX(rev)  ((rev) >> 16)
+#define AEP_BATCH_MAX	    65535 /* commands per entry */
 
 struct aep_store;
 
