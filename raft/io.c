@@ -25,7 +25,7 @@
  *    successful AppendEntries results to it, and clamp an incoming
  *    leader_commit to prev_log_index + n_entries.
  *    Reproduce: tests/sim/aep-sim-repro-stale-tail (exits 1 while the bug
- *    is there) or tests/sim/aep-sim --seed 4 --peers 3 --raw-io, both in
+ *    is there) or tests/sim/aep-sim --seed 19 --peers 3 --raw-io, both in
  *    the build directory.
  *
  * 2. Liveness with pre-vote: refused vote without the higher term (bug 5).
@@ -57,7 +57,7 @@
  *    error from the next tick (or when the I/O closes), outside libraft.
  *    At most RAFT__IO_DEFERRED_MAX are held; beyond that the error is
  *    returned as before.
- *    Reproduce: tests/sim/aep-sim --raw-io --seed 15 --peers 5.
+ *    Reproduce: tests/sim/aep-sim --raw-io --seed 46 --peers 5.
  *
  * All rules only ever make a server claim less (a lower match index, a
  * lower commit index, fewer entries that are already in its snapshot) or

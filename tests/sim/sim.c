@@ -72,6 +72,7 @@
 #include <raft/fixture.h>
 
 #include "lib/lib.h"
+#include "raft/raft-int.h"
 #include "state/state.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -265,16 +266,11 @@ struct sim {
 			 raft_io_send_cb);
 	int (*orig_truncate)(struct raft_io *, raft_index);
 	int (*orig_start)(struct raft_io *, unsigned, raft_io_tick_cb, raft_io_recv_cb);
-	raft_io_recv_cb recv_cb; /* libraft's */
-	struct ae_track {
-		raft_term term;	    /* of the leader whose entries these are */
-		raft_index matched; /* our log matches that leader's up to here */
-		raft_index pending; /* prev + n of the AppendEntries being received */
-		bool in_recv;
-	} track[SIM_PEERS_MAX];
+	raft_io_recv_cb recv_cb;		 /* libraft's */
+	struct raft__match match[SIM_PEERS_MAX]; /* raft/io.c's rules, per peer */
 	struct deferred_send *deferred;
 	size_t ndeferred, capdeferred;
-	unsigned n_send_errors, n_result_clamps, n_commit_clamps, n_ae_trims, n_vote_terms;
+	unsigned n_send_errors;
 
 	bool closing;
 	bool failed;
@@ -848,19 +844,6 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 
 /* ---- libraft workarounds ------------------------------------------------ */
 
-/* The term of the entry at @index in @r's in-memory log (or its snapshot's
- * last entry), 0 when unknown. */
-static raft_term log_term_at(struct raft *r, raft_index index)
-{
-	const struct raft_log *l = &r->log;
-	size_t used = l->back >= l->front ? l->back - l->front : l->size - l->front + l->back;
-	if (index > l->offset && index <= l->offset + used)
-		return l->entries[(l->front + (index - l->offset - 1)) % l->size].term;
-	if (index != 0 && index == l->snapshot.last_index)
-		return l->snapshot.last_term;
-	return 0;
-}
-
 static unsigned io_peer(struct sim *s, struct raft_io *io)
 {
 	for (unsigned i = 0; i < s->n; i++)
@@ -870,118 +853,32 @@ static unsigned io_peer(struct sim *s, struct raft_io *io)
 	exit(2);
 }
 
-/* libraft 0.15 bug (safety): a follower answers an AppendEntries that it
- * accepts with last_log_index = its last stored index, not prev_log_index
- * + n_entries, and the leader takes that as the follower's match index.
- * A follower that still holds a stale tail from an older term (an ex-leader
- * that appended entries it never committed) thus tells a new leader that
- * it holds the leader's newer entries at those indexes: the leader counts
- * it for commitment (an entry is "committed" on fewer than a majority), and
- * never repairs the follower's log, which then stops applying (seed 67/3:
- * leader p2 commits index 222 counting p0, whose 222 is a term-6 entry;
- * --raw-io --seed 67 --peers 3). The same follower would also trust
- * leader_commit beyond what the AppendEntries verified.
- *
- * Workaround, at the raft_io boundary (so AEP's raft/raft.c can wrap
- * raft_uv the same way): track per follower the highest index known to
- * match the current leader's log (prev_log_index + n_entries of each
- * accepted AppendEntries, last_index of each InstallSnapshot), clamp the
- * last_log_index of its successful results to it, and clamp an incoming
- * AppendEntries' leader_commit to prev_log_index + n_entries. */
-/* libraft 0.15 bug (liveness, with pre-vote on, as AEP runs it): a server
- * that rejects a pre-vote request because its own term is higher answers
- * with the request's term instead of its current term, so the candidate
- * never learns the higher term. With one of three peers down, a server A
- * at term 6 with a shorter log and a server B at term 4 with a longer log
- * then reject each other for ever: B's pre-votes (term 5) are stale for A,
- * A's (term 7) come with a shorter log for B; no leader is ever elected
- * (--raw-io --seed 330 --peers 3, also without --raw-io before this
- * workaround). Workaround in send: a refused vote carries the sender's
- * current term, as Raft's RequestVote reply is specified (the candidate
- * then steps up to that term and wins the next round). */
+/* The four libraft 0.15 bugs and the rules that work around them are
+ * described in raft/io.c, which applies them to raft_uv in production. The
+ * sim applies the same message rules (raft__match_*, one struct
+ * raft__match per peer) to the fixture's I/O: recv_matching() on every
+ * message received, send_deferring() on every message sent. Only the
+ * fourth bug (a send that fails at once) is handled here, as the fixture
+ * fails sends differently from raft_uv. */
 
-/* libraft 0.15 bug (crash): a follower that took a snapshot and compacted
- * its log, then receives an AppendEntries whose prev_log_index lies below
- * its snapshot (a leader's retransmission of a catch-up batch it already
- * applied), logs "No log entries found at index 1" and dereferences NULL
- * (SIGSEGV; --raw-io --seed 316 --peers 3; also without --raw-io before
- * this workaround). Entries up to the follower's snapshot index are
- * committed, so the leader's copies equal the follower's: trim them off
- * and start the message at the snapshot (prev_log_index and prev_log_term
- * of the snapshot's last entry). */
-static void trim_below_snapshot(struct sim *s, struct raft *r, struct raft_append_entries *ae)
-{
-	raft_index snap = r->log.snapshot.last_index;
-	if (snap == 0 || ae->prev_log_index >= snap || ae->term < r->current_term)
-		return;
-	raft_index k = snap - ae->prev_log_index; /* entries at or below snap */
-	if (k >= ae->n_entries) {
-		if (ae->n_entries > 0) {
-			raft_free(ae->entries[0].batch);
-			raft_free(ae->entries);
-		}
-		ae->entries = NULL;
-		ae->n_entries = 0;
-	} else {
-		unsigned rest = ae->n_entries - (unsigned)k;
-		struct raft_entry *e = raft_malloc(rest * sizeof(*e));
-		if (e == NULL)
-			return;
-		memcpy(e, ae->entries + k, rest * sizeof(*e)); /* same batch */
-		raft_free(ae->entries);
-		ae->entries = e;
-		ae->n_entries = rest;
-	}
-	ae->prev_log_index = snap;
-	ae->prev_log_term = r->log.snapshot.last_term;
-	s->n_ae_trims++;
-}
-
-static void recv_tracking(struct raft_io *io, struct raft_message *m)
+/* Hand @m to libraft through raft/io.c's receive rules. */
+static void recv_matching(struct raft_io *io, struct raft_message *m)
 {
 	struct sim *s = cur_sim;
 	unsigned i = io_peer(s, io);
-	struct ae_track *t = &s->track[i];
 	struct raft *r = peer_raft(s, i);
-	raft_index upto = 0;
-	raft_term term = 0, last_term = 0;
 
-	if (m->type == RAFT_IO_APPEND_ENTRIES) {
-		struct raft_append_entries *ae = &m->append_entries;
-		trim_below_snapshot(s, r, ae);
-		upto = ae->prev_log_index + ae->n_entries;
-		term = ae->term;
-		last_term =
-		    ae->n_entries > 0 ? ae->entries[ae->n_entries - 1].term : ae->prev_log_term;
-		if (ae->leader_commit > upto) {
-			ae->leader_commit = upto;
-			s->n_commit_clamps++;
-		}
-	} else if (m->type == RAFT_IO_INSTALL_SNAPSHOT) {
-		upto = m->install_snapshot.last_index;
-		term = m->install_snapshot.term;
-	}
-	if (term != 0 && term != t->term) {
-		t->term = term;
-		t->matched = 0;
-	}
-	t->in_recv = true;
-	t->pending = upto;
+	raft__match_recv_begin(&s->match[i], r, m);
 	s->recv_cb(io, m);
-	t->in_recv = false;
-	if (m->type == RAFT_IO_INSTALL_SNAPSHOT && upto > t->matched)
-		t->matched = upto;
-	if (m->type == RAFT_IO_APPEND_ENTRIES && r->current_term == term &&
-	    log_term_at(r, upto) == last_term && upto > t->matched)
-		t->matched = upto;
+	raft__match_recv_end(&s->match[i], r);
 }
 
-static int start_tracking(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+static int start_matching(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
 			  raft_io_recv_cb recv)
 {
 	struct sim *s = cur_sim;
 	s->recv_cb = recv;
-	return s->orig_start(io, msecs, tick, recv_tracking);
+	return s->orig_start(io, msecs, tick, recv_matching);
 }
 
 /* libraft 0.15 bug: when a follower rejects an AppendEntries carrying
@@ -992,29 +889,15 @@ static int start_tracking(struct raft_io *io, unsigned msecs, raft_io_tick_cb ti
  * reports errors through the callback (only allocation failures return
  * at once), so the sim does the same: a send that fails at once is
  * completed with its error from the next fixture event instead.
- * Reproduce the raw bug with --raw-io (e.g. --seed 15 --peers 5). */
+ * Before that, @message gets raft/io.c's send rules. Reproduce the raw bug
+ * with --raw-io. */
 static int send_deferring(struct raft_io *io, struct raft_io_send *req,
 			  const struct raft_message *message, raft_io_send_cb cb)
 {
 	struct sim *s = cur_sim;
+	unsigned i = io_peer(s, io);
 	struct raft_message m = *message;
-	if (m.type == RAFT_IO_APPEND_ENTRIES_RESULT && m.append_entries_result.rejected == 0) {
-		struct ae_track *t = &s->track[io_peer(s, io)];
-		raft_index lim = t->term == m.append_entries_result.term ? t->matched : 0;
-		if (t->in_recv && t->pending > lim)
-			lim = t->pending; /* the reply to the entries being received */
-		if (m.append_entries_result.last_log_index > lim) {
-			m.append_entries_result.last_log_index = lim;
-			s->n_result_clamps++;
-		}
-	}
-	if (m.type == RAFT_IO_REQUEST_VOTE_RESULT && !m.request_vote_result.vote_granted) {
-		struct raft *r = peer_raft(s, io_peer(s, io));
-		if (m.request_vote_result.term < r->current_term) {
-			m.request_vote_result.term = r->current_term;
-			s->n_vote_terms++;
-		}
-	}
+	raft__match_send(&s->match[i], peer_raft(s, i), &m);
 	int rv = s->orig_send(io, req, &m, cb);
 	if (rv == 0)
 		return 0;
@@ -1144,12 +1027,13 @@ static void on_event(struct raft_fixture *f, struct raft_fixture_event *ev)
 		}
 		/* A committed entry is held by a majority. */
 		raft_index c = r->commit_index;
-		raft_term ct = log_term_at(r, c);
+		raft_term ct = raft__log_term_at(r, c);
 		if (c > 0 && ct != 0 && !s->dead[i]) {
 			unsigned holders = 0;
 			for (unsigned j = 0; j < s->n; j++) {
 				struct raft *o = peer_raft(s, j);
-				if (log_term_at(o, c) == ct || o->log.snapshot.last_index > c ||
+				if (raft__log_term_at(o, c) == ct ||
+				    o->log.snapshot.last_index > c ||
 				    (o->log.snapshot.last_index == c &&
 				     o->log.snapshot.last_term == ct))
 					holders++;
@@ -1977,7 +1861,7 @@ static int setup(struct sim *s)
 			s->orig_start = io->start;
 			io->send = send_deferring;
 			io->truncate = truncate_skipped;
-			io->start = start_tracking;
+			io->start = start_matching;
 		}
 		raft_fixture_set_randomized_election_timeout(&s->f, i,
 							     SIM_ELECTION_MS + below(s, 1000));
@@ -2075,10 +1959,13 @@ static int run_seed(uint64_t seed, unsigned n, unsigned steps, bool verbose, boo
 	unsigned terms = 0;
 	for (size_t t = 0; t < s->nterms; t++)
 		terms += s->term_leader[t] != 0;
-	unsigned snaps = 0, restores = 0;
+	unsigned snaps = 0, restores = 0, result_clamps = 0, commit_clamps = 0, trims = 0;
 	for (unsigned i = 0; i < n; i++) {
 		snaps += s->peers[i].snapshots;
 		restores += s->peers[i].restores;
+		result_clamps += s->match[i].n_result_clamps;
+		commit_clamps += s->match[i].n_commit_clamps;
+		trims += s->match[i].n_ae_trims;
 	}
 	if (s->failed) {
 		fprintf(stderr, "FAIL seed=%llu: %s\n%s\n", (unsigned long long)seed, s->why,
@@ -2094,7 +1981,7 @@ static int run_seed(uint64_t seed, unsigned n, unsigned steps, bool verbose, boo
 		    s->n_acked, s->n_failed, s->n_refused, s->n_reads_ok, s->n_reads,
 		    (unsigned long long)s->model_index, terms, snaps, restores, s->n_kills,
 		    s->n_partitions, s->n_cuts, s->n_io_faults, s->n_elections, s->n_unavailable,
-		    s->n_send_errors, s->n_result_clamps, s->n_commit_clamps, s->n_ae_trims);
+		    s->n_send_errors, result_clamps, commit_clamps, trims);
 	}
 	bool failed = s->failed;
 	teardown(s, true);
