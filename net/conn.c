@@ -222,6 +222,7 @@ static void close_handles(struct aep_rpc_conn *c)
 static int calls_grow(struct aep_rpc_conn *c)
 {
 	size_t cap = c->calls_cap ? c->calls_cap * 2 : CALLS_MIN;
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 	struct net__call **t = aep_calloc(cap, sizeof(*t));
 	if (t == NULL)
 		return AEP_ENOMEM;
@@ -729,7 +730,7 @@ int net__msg_parse(const msgpack_object *o, struct net__msg *m, const char **why
 			*why = "request: params must hold one map, not several";
 			return AEP_EBADREQUEST;
 		}
-		m->method = a[2].via.str.ptr;
+		m->method = a[2].via.str.size > 0 ? a[2].via.str.ptr : "";
 		m->method_len = a[2].via.str.size;
 		m->params = a[3].via.array.size > 0 ? &a[3].via.array.ptr[0] : &nil;
 		return 0;
@@ -749,7 +750,7 @@ int net__msg_parse(const msgpack_object *o, struct net__msg *m, const char **why
 			*why = "notification: expected [2, method, params]";
 			return AEP_EBADREQUEST;
 		}
-		m->method = a[1].via.str.ptr;
+		m->method = a[1].via.str.size > 0 ? a[1].via.str.ptr : "";
 		m->method_len = a[1].via.str.size;
 		m->params = &a[2];
 		return 0;

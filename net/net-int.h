@@ -119,4 +119,24 @@ void net__conn_connect(struct aep_rpc_conn *c, const struct sockaddr *sa, unsign
 void net__conn_fail(struct aep_rpc_conn *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* One decoded msgpack-RPC message; the pointers borrow from the object. */
+struct net__msg {
+	unsigned type; /* 0 request, 1 response, 2 notification */
+	bool has_msgid;
+	uint32_t msgid;
+	const char *method; /* request, notification; never NULL ("" for msgpack-c's empty str) */
+	size_t method_len;
+	/* Request: the first param (nil when params is []); notification:
+	 * the whole params array. */
+	const msgpack_object *params;
+	const msgpack_object *error, *result; /* response */
+};
+
+/* Check the shape of one decoded message (conn.c's dispatch uses it; the
+ * fuzzer drives it directly). Returns 0 with @m filled, or
+ * AEP_EBADREQUEST with a static message in *@why; then m->has_msgid tells
+ * whether the fault is in a request whose msgid could be read (the error
+ * goes to that msgid). Allocates nothing. */
+int net__msg_parse(const msgpack_object *o, struct net__msg *m, const char **why);
+
 #endif /* AEP_NET_INT_H */
