@@ -411,6 +411,21 @@ class Watcher(threading.Thread):
                 continue
             for ev in evs:
                 obj = ev.get("object") if isinstance(ev, dict) else None
+                if (isinstance(ev, dict) and ev.get("type") == "ERROR"
+                        and isinstance(obj, dict) and obj.get("code") == "Expired"):
+                    # docs/API.md: the master's store was replaced by a
+                    # snapshot; the watch has ended: list again, watch anew.
+                    try:
+                        lst = self.conn.call("list", {"kind": "pods", "stale": True})
+                        self.last = int(lst["resourceVersion"])
+                        self.spans.append([self.last, []])
+                        self.relists += 1
+                        self.conn.call("watch", {"kind": "pods",
+                                                 "resourceVersion": str(self.last)})
+                    except (OSError, ConnectionError, RpcError):
+                        self.conn.close()
+                        self.conn = None
+                    break
                 if not isinstance(obj, dict) or "metadata" not in obj:
                     # Not an event of docs/API.md: note it, resume elsewhere.
                     self.violations.append("event not in the API's shape: %.300r" % (ev,))
