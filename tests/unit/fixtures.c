@@ -326,3 +326,72 @@ struct aep_object *fx_pod_object(const char *ns, const char *name, const char *l
 	aep_buf_free(&b);
 	return o;
 }
+
+/* Objects of every kind in the JSON-ish form (fx_mp); NULL stands for
+ * fx_pod_full. */
+const char *const fx_pod_full =
+    "{'apiVersion':'v1','kind':'Pod','metadata':{'name':'web-1','namespace':'prod',"
+    "'uid':'0b7b5c3e-1111-2222-3333-444455556666','resourceVersion':'17',"
+    "'creationTimestamp':'2026-11-24T23:28:38Z','generation':2,"
+    "'labels':{'app':'web','tier':'front','example.com/team':'a'},"
+    "'annotations':{'note':'hello world','example.com/x':''}},"
+    "'spec':{'nodeName':'node-1','nodeSelector':{'disk':'ssd'},'restartPolicy':'Always',"
+    "'hostNetwork':false,'terminationGracePeriodSeconds':30,"
+    "'containers':[{'name':'web','image':'nginx:1.25','command':['nginx'],"
+    "'args':['-g','daemon off;'],'workingDir':'/srv','env':[{'name':'MODE','value':'prod'}],"
+    "'ports':[{'name':'http','containerPort':80,'hostPort':8080,'protocol':'TCP'}],"
+    "'resources':{'requests':{'cpu':'100m','memory':'64Mi'},'limits':{'cpu':1,"
+    "'memory':'128Mi'}},'volumeMounts':[{'name':'data','mountPath':'/data','readOnly':true}],"
+    "'imagePullPolicy':'IfNotPresent','securityContext':{'readOnlyRootFilesystem':true,"
+    "'privileged':false,'runAsUser':1000}},{'name':'side','image':'busybox'}],"
+    "'volumes':[{'name':'data','hostPath':{'path':'/var/data'}},{'name':'tmp','emptyDir':{}}]},"
+    "'status':{'phase':'Running','podIP':'10.1.0.5','hostIP':'192.168.1.10',"
+    "'startTime':'2026-11-24T23:28:40Z','conditions':[{'type':'Ready','status':'True',"
+    "'lastTransitionTime':'2026-11-24T23:28:41Z'}],'containerStatuses':[{'name':'web',"
+    "'containerID':'crun://abc','image':'nginx:1.25','ready':true,'restartCount':0,"
+    "'state':{'running':{'startedAt':'2026-11-24T23:28:40Z'}}},{'name':'side','ready':false,"
+    "'restartCount':3,'state':{'terminated':{'exitCode':1,'reason':'Error',"
+    "'finishedAt':'2026-11-24T23:29:00Z'}}}]}}";
+
+const char *const fx_all_kinds[] = {
+    "{'kind':'Namespace','metadata':{'name':'prod','labels':{'env':'prod'}},"
+    "'spec':{'finalizers':['kubernetes']},'status':{'phase':'Active'}}",
+
+    "{'kind':'Node','metadata':{'name':'node-1.example.com'},'spec':{'podCIDR':'10.1.1.0/24',"
+    "'unschedulable':true,'providerID':'aep://node-1','taints':[{'key':'dedicated',"
+    "'value':'db','effect':'NoSchedule'}]},'status':{'capacity':{'cpu':'4',"
+    "'memory':'8Gi','pods':110},'allocatable':{'cpu':'3500m','memory':'7Gi','pods':'110'},"
+    "'conditions':[{'type':'Ready','status':'True','reason':'KubeletReady','message':'ok',"
+    "'lastHeartbeatTime':'2026-11-24T23:28:38Z','lastTransitionTime':"
+    "'2026-11-24T23:00:00Z'}],'addresses':[{'type':'InternalIP','address':'192.168.1.10'},"
+    "{'type':'Hostname','address':'node-1'}],'nodeInfo':{'kernelVersion':'6.1.0',"
+    "'osImage':'Debian','containerRuntimeVersion':'crun 1.8','architecture':'amd64'},"
+    "'phase':'Running'}}",
+
+    NULL, /* pod_full */
+
+    "{'kind':'ReplicationController','metadata':{'name':'web','namespace':'prod'},"
+    "'spec':{'replicas':3,'selector':{'app':'web'},'template':{'metadata':{'labels':"
+    "{'app':'web','v':'1'},'annotations':{'a':'b'}},'spec':{'restartPolicy':'Always',"
+    "'containers':[" C_WEB "]}}},'status':{'replicas':3,'readyReplicas':2,"
+    "'availableReplicas':2,'observedGeneration':1}}",
+
+    "{'kind':'Service','metadata':{'name':'web'},'spec':{'selector':{'app':'web'},"
+    "'ports':[{'name':'http','port':80,'targetPort':8080,'protocol':'TCP'},{'name':'admin',"
+    "'port':9000,'targetPort':'admin','nodePort':30080}],'clusterIP':'10.0.0.10',"
+    "'type':'NodePort','sessionAffinity':'ClientIP'},'status':{'loadBalancer':{'ingress':"
+    "[{'ip':'203.0.113.7','hostname':'lb.example.com'}]}}}",
+
+    "{'kind':'Endpoints','metadata':{'name':'web','namespace':'prod'},'subsets':[{"
+    "'addresses':[{'ip':'10.1.0.5','nodeName':'node-1','hostname':'web-1','targetRef':{"
+    "'kind':'Pod','namespace':'prod','name':'web-1','uid':'u-1'}}],'notReadyAddresses':["
+    "{'ip':'fd00::5'}],'ports':[{'name':'http','port':8080,'protocol':'TCP'}]}]}",
+
+    "{'kind':'Event','metadata':{'name':'web-1.17a8','namespace':'prod'},'involvedObject':{"
+    "'kind':'Pod','namespace':'prod','name':'web-1','uid':'u-1'},'reason':'Scheduled',"
+    "'message':'assigned prod/web-1 to node-1','type':'Normal','count':2,"
+    "'firstTimestamp':'2026-11-24T23:28:38Z','lastTimestamp':'2026-11-24T23:28:39.5Z',"
+    "'source':{'component':'scheduler','host':'master-1'}}",
+};
+
+const size_t fx_all_kinds_n = sizeof(fx_all_kinds) / sizeof(fx_all_kinds[0]);

@@ -4,6 +4,7 @@
 #define AEP_TESTS_FIXTURES_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "state/state.h"
@@ -29,5 +30,16 @@ struct aep_object *fx_must_decode(const char *json);
 
 /* A decoded Pod with one busybox container (one reference for the caller). */
 struct aep_object *fx_pod_object(const char *ns, const char *name, const char *labels);
+
+/* Pieces of objects in the JSON-ish form. */
+#define C_WEB	       "{'name':'web','image':'nginx:1.25'}"
+#define POD_SPEC(spec) "{'kind':'Pod','metadata':{'name':'p'},'spec':" spec "}"
+#define POD_C(c)       POD_SPEC("{'containers':[" c "]}")
+
+/* A Pod using every field of the schema, and one object of each kind
+ * (fx_all_kinds[i] NULL means fx_pod_full), in the JSON-ish form. */
+extern const char *const fx_pod_full;
+extern const char *const fx_all_kinds[];
+extern const size_t fx_all_kinds_n;
 
 #endif /* AEP_TESTS_FIXTURES_H */
