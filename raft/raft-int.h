@@ -96,4 +96,30 @@ struct raft__io {
  * raft_init(). */
 void raft__io_wrap(struct raft__io *w, struct raft *raft);
 
+/* ---- frame.c: what AEP puts inside libraft's entries and snapshots ----
+ *
+ * An entry is "AEP1", the batch's length (32-bit little endian), the batch
+ * and zero padding to a multiple of 8 bytes; a snapshot is "AEPSNAP1" and
+ * the store's snapshot. Why: frame.c and docs/LIBRAFT.md, bugs 1 and 2. */
+
+/* Frame @len bytes of @data as one entry into @out, whose base is from
+ * raft_malloc() and becomes the caller's. Returns 0, RAFT_TOOBIG if @len
+ * does not fit the header, or RAFT_NOMEM; on failure @out holds nothing to
+ * free. */
+int raft__entry_frame(const char *data, size_t len, struct raft_buffer *out);
+/* The batch inside entry @buf (pointing into it), or false for a buffer
+ * that is not an AEP entry. */
+bool raft__entry_unframe(const struct raft_buffer *buf, const char **data, size_t *len);
+/* Frame @len bytes of @data as a snapshot: one buffer, array and base both
+ * from raft_malloc(), in *@bufs and *@n_bufs, to be released by libraft or
+ * raft__buffers_free(). Returns 0 or RAFT_NOMEM (nothing allocated). */
+int raft__snapshot_frame(const char *data, size_t len, struct raft_buffer *bufs[],
+			 unsigned *n_bufs);
+/* The store's snapshot inside snapshot @buf (pointing into it), or false
+ * for a buffer that is not an AEP snapshot. */
+bool raft__snapshot_unframe(const struct raft_buffer *buf, const char **data, size_t *len);
+/* Free *@n_bufs buffers and the array *@bufs (all from raft_malloc(); *@bufs
+ * may be NULL), then set both to NULL and 0: raft_fsm.snapshot_finalize. */
+void raft__buffers_free(struct raft_buffer *bufs[], unsigned *n_bufs);
+
 #endif /* AEP_RAFT_INT_H */

@@ -361,40 +361,6 @@ static void barrier_cb(struct raft_barrier *req, int status)
 
 /* ---- group commit ------------------------------------------------------- */
 
-/* Entry framing: libraft 0.15 writes entries whose length is not a multiple
- * of 8 into its segment files padded, but reads them back unpadded, finds
- * the next batch misaligned and discards the whole segment as corrupt at
- * the next start. So every entry is 8-byte aligned: a header (the magic
- * "AEP1", then the batch's length as 32-bit little endian), the batch
- * (state.h's msgpack array of commands), zero padding. */
-#define ENTRY_HDR 8
-static const char entry_magic[4] = {'A', 'E', 'P', '1'};
-
-static void entry_header_put(void *p, size_t len)
-{
-	unsigned char *h = p;
-	memcpy(h, entry_magic, sizeof(entry_magic));
-	for (int i = 0; i < 4; i++)
-		h[4 + i] = (unsigned char)(len >> (8 * i));
-}
-
-/* The batch inside an entry, or false for one that is not ours. */
-static bool entry_header_get(const struct raft_buffer *buf, const char **data, size_t *len)
-{
-	const unsigned char *h = buf->base;
-	size_t n = 0;
-
-	if (buf->len < ENTRY_HDR || memcmp(h, entry_magic, sizeof(entry_magic)) != 0)
-		return false;
-	for (int i = 0; i < 4; i++)
-		n |= (size_t)h[4 + i] << (8 * i);
-	if (n > buf->len - ENTRY_HDR)
-		return false;
-	*data = (const char *)h + ENTRY_HDR;
-	*len = n;
-	return true;
-}
-
 /* Hand @e (off every list) to libraft. On failure its waiters are failed
  * and it is delivered at once. */
 static void submit_entry(struct aep_raft *r, struct entry *e)
@@ -420,19 +386,16 @@ static void submit_entry(struct aep_raft *r, struct entry *e)
 		entry_fail(e, rv, "cannot encode the entry");
 		goto err;
 	}
-	if (len > UINT32_MAX - 2 * ENTRY_HDR) {
+	/* framed as frame.c describes (docs/LIBRAFT.md, bug 1) */
+	rv = raft__entry_frame(data, len, &buf);
+	if (rv == RAFT_TOOBIG) {
 		entry_fail(e, AEP_ETOOLARGE, "entry too large");
 		goto err;
 	}
-	buf.len = ENTRY_HDR + ((len + 7) & ~(size_t)7);
-	buf.base = raft_malloc(buf.len);
-	if (buf.base == NULL) {
+	if (rv != 0) {
 		entry_fail(e, AEP_ENOMEM, "out of memory");
 		goto err;
 	}
-	entry_header_put(buf.base, len);
-	memcpy((char *)buf.base + ENTRY_HDR, data, len);
-	memset((char *)buf.base + ENTRY_HDR + len, 0, buf.len - ENTRY_HDR - len);
 	aep_batch_free(&e->batch);
 	e->req.apply.data = e;
 	list_push(&r->inflight, e);
@@ -645,7 +608,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 	if (r->broken)
 		return RAFT_NOMEM;
 	e = inflight_at(r, index);
-	if (entry_header_get(buf, &data, &len))
+	if (raft__entry_unframe(buf, &data, &len))
 		rv = aep_store_apply(r->store, index, data, len, e != NULL ? &results : NULL,
 				     &nresults);
 	else
@@ -675,50 +638,24 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 	return 0;
 }
 
-/* Snapshot framing: "AEPSNAP1", then aep_store_snapshot()'s bytes. The
- * store's snapshot is an lz4 frame, and libraft 0.15 decompresses any
- * snapshot file that starts with the lz4 magic when it loads it, even with
- * its own compression turned off: the prefix keeps the bytes ours. */
-#define SNAP_HDR 8
-static const char snap_magic[SNAP_HDR] = {'A', 'E', 'P', 'S', 'N', 'A', 'P', '1'};
-
-/* The whole store, copied into memory from raft_malloc() so that either
- * libraft or fsm_snapshot_finalize() may release it. */
+/* The whole store, framed as frame.c describes (docs/LIBRAFT.md, bug 2),
+ * in memory from raft_malloc() so that either libraft or
+ * fsm_snapshot_finalize() may release it. */
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
 	struct aep_raft *r = fsm->data;
 	struct aep_buf b;
-	struct raft_buffer *out;
 	int rv;
 
 	aep_buf_init(&b);
 	rv = aep_store_snapshot(r->store, &b);
 	if (rv != 0) {
 		rv = rv == AEP_ENOMEM ? RAFT_NOMEM : RAFT_IOERR;
-		goto err_after_buf;
+	} else {
+		rv = raft__snapshot_frame(b.data, b.len, bufs, n_bufs);
+		if (rv == 0)
+			r->snapshots_taken++;
 	}
-	out = raft_malloc(sizeof(*out));
-	if (out == NULL) {
-		rv = RAFT_NOMEM;
-		goto err_after_buf;
-	}
-	out->len = SNAP_HDR + b.len;
-	out->base = raft_malloc(out->len);
-	if (out->base == NULL) {
-		rv = RAFT_NOMEM;
-		goto err_after_out;
-	}
-	memcpy(out->base, snap_magic, SNAP_HDR);
-	memcpy((char *)out->base + SNAP_HDR, b.data, b.len);
-	aep_buf_free(&b);
-	*bufs = out;
-	*n_bufs = 1;
-	r->snapshots_taken++;
-	return 0;
-
-err_after_out:
-	raft_free(out);
-err_after_buf:
 	aep_buf_free(&b);
 	return rv;
 }
@@ -726,13 +663,7 @@ err_after_buf:
 static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
 	(void)fsm;
-	if (*bufs != NULL) {
-		for (unsigned i = 0; i < *n_bufs; i++)
-			raft_free((*bufs)[i].base);
-		raft_free(*bufs);
-	}
-	*bufs = NULL;
-	*n_bufs = 0;
+	raft__buffers_free(bufs, n_bufs);
 	return 0;
 }
 
@@ -743,14 +674,15 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
 	struct aep_raft *r = fsm->data;
 	struct aep_error e = {0};
+	const char *data;
+	size_t len;
 	int rv;
 
-	if (buf->len < SNAP_HDR || memcmp(buf->base, snap_magic, SNAP_HDR) != 0) {
+	if (!raft__snapshot_unframe(buf, &data, &len)) {
 		fprintf(stderr, "aep raft %s: restore snapshot: not an AEP snapshot\n", r->name);
 		return RAFT_MALFORMED;
 	}
-	rv = aep_store_restore(r->store, (const char *)buf->base + SNAP_HDR, buf->len - SNAP_HDR,
-			       &e);
+	rv = aep_store_restore(r->store, data, len, &e);
 	if (rv != 0) {
 		fprintf(stderr, "aep raft %s: restore snapshot: %s\n", r->name, e.msg);
 		return rv == AEP_ENOMEM ? RAFT_NOMEM : RAFT_MALFORMED;

@@ -39,10 +39,9 @@
  * the last acknowledged write is what the store holds unless a later
  * applied write (acknowledged or not: a "maybe") changed it.
  *
- * Entries and snapshots are framed as raft/raft.c frames them (that code is
- * file-static there, so the framing is repeated here): an 8-byte "AEP1" +
- * 32-bit little-endian length header, the batch, zero padding to 8 bytes;
- * snapshots start with "AEPSNAP1".
+ * Entries and snapshots are framed by raft/frame.c, as a real peer frames
+ * them: an 8-byte "AEP1" + 32-bit little-endian length header, the batch,
+ * zero padding to 8 bytes; snapshots start with "AEPSNAP1".
  *
  * Limits of the fixture (libraft 0.15): kill/revive cut a peer off and
  * stop its clock but keep its memory (there is no crash-restart from
@@ -96,11 +95,6 @@
 #define SIM_NOW_BASE	  INT64_C(1767225600000000000) /* 2026-01-01T00:00:00Z */
 #define SIM_HEAL_MS	  60000
 #define SIM_MEMBERS	  3
-
-#define ENTRY_HDR 8
-static const char entry_magic[4] = {'A', 'E', 'P', '1'};
-#define SNAP_HDR 8
-static const char snap_magic[SNAP_HDR] = {'A', 'E', 'P', 'S', 'N', 'A', 'P', '1'};
 
 /* ---- the key space ------------------------------------------------------ */
 
@@ -591,19 +585,11 @@ static void check_store(struct sim *s, unsigned p, raft_index at, const char *wh
 
 /* ---- the state machine -------------------------------------------------- */
 
+/* The batch inside @buf, or false for one that raft/frame.c did not frame
+ * (or that libraft handed back with a length not a multiple of 8). */
 static bool entry_unframe(const struct raft_buffer *buf, const char **data, size_t *len)
 {
-	const unsigned char *h = buf->base;
-	size_t n = 0;
-	if (buf->len < ENTRY_HDR || memcmp(h, entry_magic, sizeof(entry_magic)) != 0)
-		return false;
-	for (int i = 0; i < 4; i++)
-		n |= (size_t)h[4 + i] << (8 * i);
-	if (n > buf->len - ENTRY_HDR || buf->len % 8 != 0)
-		return false;
-	*data = (const char *)h + ENTRY_HDR;
-	*len = n;
-	return true;
+	return buf->len % 8 == 0 && raft__entry_unframe(buf, data, len);
 }
 
 static uint64_t results_hash(const struct aep_result *res, size_t n)
@@ -762,7 +748,6 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 	struct peer *pe = fsm->data;
 	struct sim *s = pe->sim;
 	raft_index index = raft_last_applied(peer_raft(s, pe->i));
-	struct raft_buffer *out;
 	struct aep_buf b;
 	int rv;
 
@@ -782,38 +767,18 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 		fail(s, "peer %u: its snapshot at index %llu differs from another peer's", pe->i,
 		     (unsigned long long)index);
 	}
-	out = raft_malloc(sizeof(*out));
-	if (out == NULL)
-		goto err_after_buf;
-	out->len = SNAP_HDR + b.len;
-	out->base = raft_malloc(out->len);
-	if (out->base == NULL)
-		goto err_after_out;
-	memcpy(out->base, snap_magic, SNAP_HDR);
-	memcpy((char *)out->base + SNAP_HDR, b.data, b.len);
+	rv = raft__snapshot_frame(b.data, b.len, bufs, n_bufs);
 	aep_buf_free(&b);
-	*bufs = out;
-	*n_bufs = 1;
+	if (rv != 0)
+		return rv;
 	pe->snapshots++;
 	return 0;
-
-err_after_out:
-	raft_free(out);
-err_after_buf:
-	aep_buf_free(&b);
-	return RAFT_NOMEM;
 }
 
 static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
 	(void)fsm;
-	if (*bufs != NULL) {
-		for (unsigned i = 0; i < *n_bufs; i++)
-			raft_free((*bufs)[i].base);
-		raft_free(*bufs);
-	}
-	*bufs = NULL;
-	*n_bufs = 0;
+	raft__buffers_free(bufs, n_bufs);
 	return 0;
 }
 
@@ -822,14 +787,15 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	struct peer *pe = fsm->data;
 	struct sim *s = pe->sim;
 	struct aep_error e = {0};
+	const char *data;
+	size_t len;
 	int rv;
 
-	if (buf->len < SNAP_HDR || memcmp(buf->base, snap_magic, SNAP_HDR) != 0) {
+	if (!raft__snapshot_unframe(buf, &data, &len)) {
 		fail(s, "peer %u: restore: not an AEP snapshot", pe->i);
 		return RAFT_MALFORMED;
 	}
-	rv = aep_store_restore(pe->store, (const char *)buf->base + SNAP_HDR, buf->len - SNAP_HDR,
-			       &e);
+	rv = aep_store_restore(pe->store, data, len, &e);
 	if (rv != 0) {
 		fail(s, "peer %u: aep_store_restore failed: %s: %s", pe->i, aep_err_code(rv),
 		     e.msg);
@@ -1495,17 +1461,11 @@ static void submit(struct sim *s)
 		fprintf(stderr, "aep-sim: aep_batch_finish: %s\n", aep_err_code(rv));
 		exit(2);
 	}
-	buf.len = ENTRY_HDR + ((len + 7) & ~(size_t)7);
-	buf.base = raft_malloc(buf.len);
-	if (buf.base == NULL) {
-		fprintf(stderr, "aep-sim: out of memory\n");
+	rv = raft__entry_frame(data, len, &buf);
+	if (rv != 0) {
+		fprintf(stderr, "aep-sim: raft__entry_frame: %s\n", raft_strerror(rv));
 		exit(2);
 	}
-	memcpy(buf.base, entry_magic, sizeof(entry_magic));
-	for (int i = 0; i < 4; i++)
-		((unsigned char *)buf.base)[4 + i] = (unsigned char)(len >> (8 * i));
-	memcpy((char *)buf.base + ENTRY_HDR, data, len);
-	memset((char *)buf.base + ENTRY_HDR + len, 0, buf.len - ENTRY_HDR - len);
 	aep_batch_free(&batch);
 	rq->hash = fnv(FNV_INIT, buf.base, buf.len);
 	rq->apply.data = rq;
