@@ -351,7 +351,8 @@ static void fwd_done(void *data, const struct aep_rpc_reply *reply)
 		/* The connection to the leader closed with the call in flight: the
 		 * leader may or may not have carried it out. */
 		char msg[AEP_ERRMSG_MAX];
-		snprintf(msg, sizeof(msg), "lost the leader while forwarding (%.*s); outcome unknown",
+		snprintf(msg, sizeof(msg),
+			 "lost the leader while forwarding (%.*s); outcome unknown",
 			 (int)(reply->msg_len > 200 ? 200 : reply->msg_len),
 			 reply->msg ? reply->msg : "");
 		req_error(r, AEP_EUNAVAILABLE, msg);

@@ -13,10 +13,9 @@
 #include "state/state.h"
 
 /* Request latency histogram buckets (seconds), Prometheus style. */
-#define MASTER_BUCKETS(X)                                                                      \
-	X(0.0005)                                                                              \
-	X(0.001) X(0.0025) X(0.005) X(0.01) X(0.025) X(0.05) X(0.1) X(0.25) X(0.5) X(1) X(2.5) \
-	    X(5)
+#define MASTER_BUCKETS(X) \
+	X(0.0005)         \
+	X(0.001) X(0.0025) X(0.005) X(0.01) X(0.025) X(0.05) X(0.1) X(0.25) X(0.5) X(1) X(2.5) X(5)
 #define MASTER__BUCKET_COUNT(b) +1
 enum { MASTER_NBUCKETS = 0 MASTER_BUCKETS(MASTER__BUCKET_COUNT) };
 

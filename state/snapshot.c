@@ -49,7 +49,8 @@ static int pack_content(struct aep_store *s, struct aep_buf *b)
 	msgpack_pack_array(&pk, total);
 	for (int k = 0; k < AEP_KIND__COUNT; k++) {
 		struct state__entry *e;
-		RB_FOREACH(e, state__key_tree, &s->tables[k].tree) {
+		RB_FOREACH(e, state__key_tree, &s->tables[k].tree)
+		{
 			aep_buf_append(b, e->obj->data, e->obj->len);
 		}
 	}

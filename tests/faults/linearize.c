@@ -35,9 +35,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LIN_KEY_MAX 128
+#define LIN_KEY_MAX  128
 #define LIN_LINE_MAX 512
-#define LIN_OPS_MAX (1u << 24)
+#define LIN_OPS_MAX  (1u << 24)
 
 enum lin_type { LIN_READ, LIN_WRITE, LIN_CAS };
 enum lin_status { LIN_OK, LIN_FAIL, LIN_UNKNOWN };
@@ -66,10 +66,10 @@ struct history {
 
 /* One call or return in the time-ordered list the search walks. */
 struct entry {
-	size_t op;	 /* index into the key's op array */
-	bool call;	 /* false: the return of op */
+	size_t op; /* index into the key's op array */
+	bool call; /* false: the return of op */
 	int64_t time;
-	size_t match;	 /* call: index of its return entry, or SIZE_MAX */
+	size_t match; /* call: index of its return entry, or SIZE_MAX */
 	size_t prev, next;
 };
 
@@ -229,7 +229,7 @@ static int history_read(struct history *h, FILE *in)
 			return -1;
 		}
 		continue;
-bad:
+	bad:
 		fprintf(stderr, "line %zu: malformed record\n", lineno);
 		return -1;
 	}
@@ -241,11 +241,8 @@ static bool step(const struct lin_op *op, uint64_t state, uint64_t *next)
 {
 	*next = state;
 	switch (op->type) {
-	case LIN_READ:
-		return op->a == state;
-	case LIN_WRITE:
-		*next = op->a;
-		return true;
+	case LIN_READ: return op->a == state;
+	case LIN_WRITE: *next = op->a; return true;
 	case LIN_CAS:
 		if (op->status == LIN_FAIL)
 			return op->a != state;
@@ -474,7 +471,7 @@ static int check_key(struct search *s, uint64_t init)
 			if (k == s->best_nstates && k < 8)
 				s->best_states[s->best_nstates++] = state;
 		}
-backtrack:
+	backtrack:
 		if (depth == 0) {
 			result = 0;
 			goto cleanup;
