@@ -395,3 +395,48 @@ const char *const fx_all_kinds[] = {
 };
 
 const size_t fx_all_kinds_n = sizeof(fx_all_kinds) / sizeof(fx_all_kinds[0]);
+
+/* Apply one command as the entry at @index; returns its result code and
+ * leaves the result in *@r (cleared by the caller). */
+int fx_apply1(struct aep_store *s, uint64_t index, const struct aep_cmd *c, struct aep_result *r)
+{
+	struct aep_batch b;
+	const char *data;
+	size_t len, n;
+	struct aep_result *res;
+	aep_batch_init(&b);
+	assert_int_equal(aep_batch_add(&b, c), 0);
+	assert_int_equal(aep_batch_finish(&b, &data, &len), 0);
+	assert_int_equal(aep_store_apply(s, index, data, len, &res, &n), 0);
+	assert_int_equal(n, 1);
+	*r = res[0];
+	aep_free(res);
+	aep_batch_free(&b);
+	return r->code;
+}
+
+/* Apply one command as the entry at @index; returns its result code. */
+int fx_apply1_code(struct aep_store *s, uint64_t index, const struct aep_cmd *c)
+{
+	struct aep_batch b;
+	const char *data;
+	size_t len, n;
+	struct aep_result *res;
+	aep_batch_init(&b);
+	assert_int_equal(aep_batch_add(&b, c), 0);
+	assert_int_equal(aep_batch_finish(&b, &data, &len), 0);
+	assert_int_equal(aep_store_apply(s, index, data, len, &res, &n), 0);
+	assert_int_equal(n, 1);
+	int code = res[0].code;
+	aep_result_clear(&res[0]);
+	aep_free(res);
+	aep_batch_free(&b);
+	return code;
+}
+
+struct aep_store *fx_new_store(void)
+{
+	struct aep_store *s;
+	assert_int_equal(aep_store_new(NULL, &s), 0);
+	return s;
+}

@@ -42,4 +42,11 @@ extern const char *const fx_pod_full;
 extern const char *const fx_all_kinds[];
 extern const size_t fx_all_kinds_n;
 
+/* Apply one command as the entry at @index: fx_apply1 leaves the result in
+ * *@r (the caller clears it) and returns its code; fx_apply1_code only
+ * returns the code. fx_new_store: an empty store. */
+int fx_apply1(struct aep_store *s, uint64_t index, const struct aep_cmd *c, struct aep_result *r);
+int fx_apply1_code(struct aep_store *s, uint64_t index, const struct aep_cmd *c);
+struct aep_store *fx_new_store(void);
+
 #endif /* AEP_TESTS_FIXTURES_H */

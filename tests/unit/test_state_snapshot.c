@@ -17,32 +17,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* Apply one command as the entry at @index; returns its result code. */
-static int apply1_code(struct aep_store *s, uint64_t index, const struct aep_cmd *c)
-{
-	struct aep_batch b;
-	const char *data;
-	size_t len, n;
-	struct aep_result *res;
-	aep_batch_init(&b);
-	assert_int_equal(aep_batch_add(&b, c), 0);
-	assert_int_equal(aep_batch_finish(&b, &data, &len), 0);
-	assert_int_equal(aep_store_apply(s, index, data, len, &res, &n), 0);
-	assert_int_equal(n, 1);
-	int code = res[0].code;
-	aep_result_clear(&res[0]);
-	aep_free(res);
-	aep_batch_free(&b);
-	return code;
-}
-
-static struct aep_store *new_store(void)
-{
-	struct aep_store *s;
-	assert_int_equal(aep_store_new(NULL, &s), 0);
-	return s;
-}
-
 /* ---- a populated store --------------------------------------------------- */
 
 /* Namespaces, nodes, pods (some bound, some deleted, some updated),
@@ -54,14 +28,14 @@ static void populate(struct aep_store *s, unsigned n)
 	uint64_t index = 1;
 	fx_simple(&b, "Namespace", NULL, "team", "owner=ops");
 	struct aep_cmd c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_NAMESPACE, &b, 0, "ns-team", 5);
-	assert_int_equal(apply1_code(s, index++, &c), 0);
+	assert_int_equal(fx_apply1_code(s, index++, &c), 0);
 	for (unsigned i = 0; i < 3; i++) {
 		char name[16], uid[16];
 		snprintf(name, sizeof(name), "node-%u", i);
 		snprintf(uid, sizeof(uid), "nu-%u", i);
 		fx_simple(&b, "Node", NULL, name, "zone=a");
 		c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_NODE, &b, 0, uid, 7);
-		assert_int_equal(apply1_code(s, index++, &c), 0);
+		assert_int_equal(fx_apply1_code(s, index++, &c), 0);
 	}
 	for (unsigned i = 0; i < n; i++) {
 		char name[16], uid[16], labels[32], node[16];
@@ -73,23 +47,23 @@ static void populate(struct aep_store *s, unsigned n)
 		fx_pod(&b, ns, name, labels, i % 2 ? node : NULL, i % 5 ? "img:1" : "img:2");
 		enum aep_op op = i < 40 ? AEP_OP_CREATE : AEP_OP_UPDATE;
 		c = fx_cmd_obj(op, AEP_KIND_POD, &b, 0, uid, (int64_t)i * 1000000007);
-		(void)apply1_code(s, index++, &c);
+		(void)fx_apply1_code(s, index++, &c);
 		if (i % 7 == 0) {
 			c = fx_cmd_del(AEP_KIND_POD, ns, name, 0);
-			(void)apply1_code(s, index++, &c);
+			(void)fx_apply1_code(s, index++, &c);
 		}
 	}
 	fx_simple(&b, "Service", "default", "web", "app=a1");
 	c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_SERVICE, &b, 0, "svc", 9);
-	assert_int_equal(apply1_code(s, index++, &c), 0);
+	assert_int_equal(fx_apply1_code(s, index++, &c), 0);
 	memset(&c, 0, sizeof(c));
 	c.op = AEP_OP_MEMBER;
 	c.name = "m2";
 	c.member_api = "127.0.0.1:7002";
 	c.member_peer = "127.0.0.1:8002";
-	assert_int_equal(apply1_code(s, index++, &c), 0);
+	assert_int_equal(fx_apply1_code(s, index++, &c), 0);
 	c.name = "m1";
-	assert_int_equal(apply1_code(s, index++, &c), 0);
+	assert_int_equal(fx_apply1_code(s, index++, &c), 0);
 	aep_buf_free(&b);
 }
 
@@ -143,7 +117,7 @@ static void describe(struct aep_store *s, struct aep_buf *out)
 static void identical_stores_identical_bytes(void **state)
 {
 	(void)state;
-	struct aep_store *a = new_store(), *b = new_store();
+	struct aep_store *a = fx_new_store(), *b = fx_new_store();
 	struct aep_buf sa, sb;
 	aep_buf_init(&sa);
 	aep_buf_init(&sb);
@@ -154,7 +128,7 @@ static void identical_stores_identical_bytes(void **state)
 	fx_assert_same_bytes(&sa, &sb);
 	/* One more change: different bytes. */
 	struct aep_cmd c = fx_cmd_del(AEP_KIND_SERVICE, "default", "web", 0);
-	assert_int_equal(apply1_code(b, 10000, &c), 0);
+	assert_int_equal(fx_apply1_code(b, 10000, &c), 0);
 	fx_snap(b, &sb);
 	assert_true(sa.len != sb.len || memcmp(sa.data, sb.data, sa.len) != 0);
 	/* A snapshot is a standard LZ4 frame: magic number first. */
@@ -168,7 +142,7 @@ static void identical_stores_identical_bytes(void **state)
 static void restore_gives_the_same_store(void **state)
 {
 	(void)state;
-	struct aep_store *a = new_store(), *b = new_store();
+	struct aep_store *a = fx_new_store(), *b = fx_new_store();
 	struct aep_buf sa, sb, da, db;
 	struct aep_error e = {0};
 	aep_buf_init(&sa);
@@ -205,17 +179,17 @@ static void restore_gives_the_same_store(void **state)
 	aep_buf_init(&p);
 	fx_pod(&p, "team", "late", "app=a1", "node-1", "img");
 	struct aep_cmd c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &p, 0, "late", 1);
-	assert_int_equal(apply1_code(a, next, &c), 0);
-	assert_int_equal(apply1_code(b, next, &c), 0);
+	assert_int_equal(fx_apply1_code(a, next, &c), 0);
+	assert_int_equal(fx_apply1_code(b, next, &c), 0);
 	c = fx_cmd_del(AEP_KIND_NAMESPACE, NULL, "team", 0);
-	assert_int_equal(apply1_code(a, next + 1, &c), AEP_ECONFLICT);
-	assert_int_equal(apply1_code(b, next + 1, &c), AEP_ECONFLICT);
+	assert_int_equal(fx_apply1_code(a, next + 1, &c), AEP_ECONFLICT);
+	assert_int_equal(fx_apply1_code(b, next + 1, &c), AEP_ECONFLICT);
 	fx_snap(a, &sa);
 	fx_snap(b, &sb);
 	fx_assert_same_bytes(&sa, &sb);
 
 	/* An empty (new) store round-trips too. */
-	struct aep_store *n = new_store(), *m = new_store();
+	struct aep_store *n = fx_new_store(), *m = fx_new_store();
 	populate(m, 5);
 	fx_snap(n, &sa);
 	assert_int_equal(aep_store_restore(m, sa.data, sa.len, &e), 0);
@@ -285,7 +259,7 @@ static size_t frame_header(char *buf, size_t cap, unsigned long long size)
 static void corrupt_input_changes_nothing(void **state)
 {
 	(void)state;
-	struct aep_store *s = new_store(), *src = new_store();
+	struct aep_store *s = fx_new_store(), *src = fx_new_store();
 	struct aep_buf good, bad;
 	aep_buf_init(&good);
 	aep_buf_init(&bad);
@@ -344,7 +318,7 @@ static void corrupt_input_changes_nothing(void **state)
 
 	/* Objects out of order or duplicated. Build the content from a real
 	 * snapshot of two pods, listed twice. */
-	struct aep_store *two = new_store();
+	struct aep_store *two = fx_new_store();
 	struct aep_buf objs, raw;
 	aep_buf_init(&objs);
 	aep_buf_init(&raw);
@@ -352,7 +326,7 @@ static void corrupt_input_changes_nothing(void **state)
 	aep_buf_init(&p);
 	fx_pod(&p, "default", "a", NULL, NULL, "img");
 	struct aep_cmd c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &p, 0, "ua", 1);
-	assert_int_equal(apply1_code(two, 1, &c), 0);
+	assert_int_equal(fx_apply1_code(two, 1, &c), 0);
 	struct aep_object *o = aep_store_get(two, AEP_KIND_POD, "default", "a");
 	msgpack_packer pk;
 	aep_packer_init(&pk, &raw);
@@ -377,7 +351,7 @@ static void corrupt_input_changes_nothing(void **state)
 	msgpack_pack_array(&pk, 1);
 	aep_buf_append(&raw, o->data, o->len);
 	frame(&bad, raw.data, raw.len);
-	struct aep_store *t = new_store();
+	struct aep_store *t = fx_new_store();
 	assert_int_equal(aep_store_restore(t, bad.data, bad.len, &e), 0);
 	assert_int_equal(aep_store_count(t, AEP_KIND_POD), 1);
 	assert_int_equal(aep_store_count(t, AEP_KIND_NAMESPACE), 0);
@@ -397,7 +371,7 @@ static void corrupt_input_changes_nothing(void **state)
 static void restore_survives_allocation_failure(void **state)
 {
 	(void)state;
-	struct aep_store *s = new_store(), *src = new_store();
+	struct aep_store *s = fx_new_store(), *src = fx_new_store();
 	struct aep_buf good, before, after;
 	aep_buf_init(&good);
 	aep_buf_init(&before);

@@ -15,34 +15,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* Apply one command as the entry at @index; returns its result code and
- * leaves the result in *@r (cleared by the caller). */
-static int apply1(struct aep_store *s, uint64_t index, const struct aep_cmd *c,
-		  struct aep_result *r)
-{
-	struct aep_batch b;
-	const char *data;
-	size_t len, n;
-	struct aep_result *res;
-	aep_batch_init(&b);
-	assert_int_equal(aep_batch_add(&b, c), 0);
-	assert_int_equal(aep_batch_finish(&b, &data, &len), 0);
-	assert_int_equal(aep_store_apply(s, index, data, len, &res, &n), 0);
-	assert_int_equal(n, 1);
-	*r = res[0];
-	aep_free(res);
-	aep_batch_free(&b);
-	return r->code;
-}
-
-static int apply1_code(struct aep_store *s, uint64_t index, const struct aep_cmd *c)
-{
-	struct aep_result r;
-	int code = apply1(s, index, c, &r);
-	aep_result_clear(&r);
-	return code;
-}
-
 /* Collects "ns/name" of visited objects, comma-separated. */
 struct names {
 	char buf[4096];
@@ -75,19 +47,12 @@ static const char *on_node(struct aep_store *s, const char *node, struct names *
 	return n->buf;
 }
 
-static struct aep_store *new_store(void)
-{
-	struct aep_store *s;
-	assert_int_equal(aep_store_new(NULL, &s), 0);
-	return s;
-}
-
 /* ---- tests -------------------------------------------------------------- */
 
 static void new_store_has_default_namespaces(void **state)
 {
 	(void)state;
-	struct aep_store *a = new_store(), *b = new_store();
+	struct aep_store *a = fx_new_store(), *b = fx_new_store();
 	struct aep_buf sa, sb;
 	aep_buf_init(&sa);
 	aep_buf_init(&sb);
@@ -114,13 +79,13 @@ static void new_store_has_default_namespaces(void **state)
 static void create_stamps_and_refuses_duplicates(void **state)
 {
 	(void)state;
-	struct aep_store *s = new_store();
+	struct aep_store *s = fx_new_store();
 	struct aep_buf b;
 	struct aep_result r;
 	aep_buf_init(&b);
 	fx_pod(&b, "default", "web", "app=web", NULL, "nginx");
 	struct aep_cmd c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b, 0, "uid-1", 1000000000);
-	assert_int_equal(apply1(s, 5, &c, &r), 0);
+	assert_int_equal(fx_apply1(s, 5, &c, &r), 0);
 	assert_int_equal(r.rv, AEP_REV(5, 0));
 	assert_non_null(r.obj);
 	assert_string_equal(r.obj->meta.uid, "uid-1");
@@ -139,7 +104,7 @@ static void create_stamps_and_refuses_duplicates(void **state)
 	assert_null(aep_store_get(s, AEP_KIND_POD, "kube-system", "web"));
 
 	c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b, 0, "uid-2", 2);
-	assert_int_equal(apply1(s, 6, &c, &r), AEP_EEXISTS);
+	assert_int_equal(fx_apply1(s, 6, &c, &r), AEP_EEXISTS);
 	assert_non_null(r.msg);
 	assert_non_null(strstr(r.msg, "pods \"web\" already exists"));
 	assert_null(r.obj);
@@ -150,23 +115,23 @@ static void create_stamps_and_refuses_duplicates(void **state)
 
 	fx_pod(&b, "nope", "web", NULL, NULL, "nginx");
 	c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b, 0, "uid-3", 3);
-	assert_int_equal(apply1(s, 7, &c, &r), AEP_ENOTFOUND);
+	assert_int_equal(fx_apply1(s, 7, &c, &r), AEP_ENOTFOUND);
 	assert_non_null(strstr(r.msg, "namespace \"nope\" not found"));
 	aep_result_clear(&r);
 
 	/* Once the namespace exists, the same create works. */
 	fx_simple(&b, "Namespace", NULL, "nope", NULL);
 	c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_NAMESPACE, &b, 0, "uid-4", 4);
-	assert_int_equal(apply1_code(s, 8, &c), 0);
+	assert_int_equal(fx_apply1_code(s, 8, &c), 0);
 	fx_pod(&b, "nope", "web", NULL, NULL, "nginx");
 	c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b, 0, "uid-5", 5);
-	assert_int_equal(apply1_code(s, 9, &c), 0);
+	assert_int_equal(fx_apply1_code(s, 9, &c), 0);
 	assert_int_equal(aep_store_count(s, AEP_KIND_POD), 2);
 
 	/* A command whose kind is not the object's is refused. */
 	fx_pod(&b, "default", "other", NULL, NULL, "nginx");
 	c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_SERVICE, &b, 0, "uid-6", 6);
-	assert_int_equal(apply1_code(s, 10, &c), AEP_EINVALID);
+	assert_int_equal(fx_apply1_code(s, 10, &c), AEP_EINVALID);
 
 	/* Re-applying an old index is refused. */
 	struct aep_batch bt;
@@ -185,25 +150,25 @@ static void create_stamps_and_refuses_duplicates(void **state)
 static void update_preconditions_and_generation(void **state)
 {
 	(void)state;
-	struct aep_store *s = new_store();
+	struct aep_store *s = fx_new_store();
 	struct aep_buf b;
 	struct aep_result r;
 	aep_buf_init(&b);
 
 	fx_pod(&b, "default", "web", "app=web", NULL, "nginx");
 	struct aep_cmd c = fx_cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b, 0, NULL, 9);
-	assert_int_equal(apply1(s, 1, &c, &r), AEP_ENOTFOUND);
+	assert_int_equal(fx_apply1(s, 1, &c, &r), AEP_ENOTFOUND);
 	assert_non_null(strstr(r.msg, "pods \"web\" not found"));
 	aep_result_clear(&r);
 
 	c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b, 0, "uid-1", 1000);
-	assert_int_equal(apply1_code(s, 2, &c), 0);
+	assert_int_equal(fx_apply1_code(s, 2, &c), 0);
 	uint64_t rv1 = AEP_REV(2, 0);
 
 	/* Wrong precondition: Conflict, nothing changes. */
 	fx_pod(&b, "default", "web", "app=web", NULL, "nginx:2");
 	c = fx_cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b, rv1 + 1, NULL, 2000);
-	assert_int_equal(apply1(s, 3, &c, &r), AEP_ECONFLICT);
+	assert_int_equal(fx_apply1(s, 3, &c, &r), AEP_ECONFLICT);
 	assert_non_null(strstr(r.msg, "pods \"web\""));
 	assert_non_null(strstr(r.msg, "the object has been modified"));
 	aep_result_clear(&r);
@@ -214,7 +179,7 @@ static void update_preconditions_and_generation(void **state)
 	/* Right precondition, spec changed: generation 2, uid and creation
 	 * time kept. */
 	c = fx_cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b, rv1, "ignored", 2000);
-	assert_int_equal(apply1(s, 4, &c, &r), 0);
+	assert_int_equal(fx_apply1(s, 4, &c, &r), 0);
 	assert_int_equal(r.rv, AEP_REV(4, 0));
 	assert_string_equal(r.obj->meta.uid, "uid-1");
 	assert_int_equal(r.obj->meta.created_ns, 1000);
@@ -224,7 +189,7 @@ static void update_preconditions_and_generation(void **state)
 	/* Labels only: generation stays. No precondition: last write wins. */
 	fx_pod(&b, "default", "web", "app=web,tier=fe", NULL, "nginx:2");
 	c = fx_cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b, 0, NULL, 3000);
-	assert_int_equal(apply1(s, 5, &c, &r), 0);
+	assert_int_equal(fx_apply1(s, 5, &c, &r), 0);
 	assert_int_equal(r.obj->meta.generation, 2);
 	assert_int_equal(r.obj->meta.nlabels, 2);
 	aep_result_clear(&r);
@@ -241,36 +206,36 @@ static void update_preconditions_and_generation(void **state)
 static void delete_semantics(void **state)
 {
 	(void)state;
-	struct aep_store *s = new_store();
+	struct aep_store *s = fx_new_store();
 	struct aep_buf b;
 	struct aep_result r;
 	aep_buf_init(&b);
 
 	struct aep_cmd c = fx_cmd_del(AEP_KIND_POD, "default", "web", 0);
-	assert_int_equal(apply1(s, 1, &c, &r), AEP_ENOTFOUND);
+	assert_int_equal(fx_apply1(s, 1, &c, &r), AEP_ENOTFOUND);
 	assert_non_null(strstr(r.msg, "pods \"web\" not found"));
 	aep_result_clear(&r);
 
 	fx_simple(&b, "Namespace", NULL, "team", NULL);
 	c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_NAMESPACE, &b, 0, "uid-ns", 1);
-	assert_int_equal(apply1_code(s, 2, &c), 0);
+	assert_int_equal(fx_apply1_code(s, 2, &c), 0);
 	fx_pod(&b, "team", "web", NULL, "n1", "nginx");
 	c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b, 0, "uid-1", 1);
-	assert_int_equal(apply1_code(s, 3, &c), 0);
+	assert_int_equal(fx_apply1_code(s, 3, &c), 0);
 
 	/* A namespace with objects in it cannot go; the initial ones never. */
 	c = fx_cmd_del(AEP_KIND_NAMESPACE, NULL, "team", 0);
-	assert_int_equal(apply1(s, 4, &c, &r), AEP_ECONFLICT);
+	assert_int_equal(fx_apply1(s, 4, &c, &r), AEP_ECONFLICT);
 	assert_non_null(strstr(r.msg, "namespace team is not empty"));
 	aep_result_clear(&r);
 	c = fx_cmd_del(AEP_KIND_NAMESPACE, NULL, "default", 0);
-	assert_int_equal(apply1_code(s, 5, &c), AEP_EFORBIDDEN);
+	assert_int_equal(fx_apply1_code(s, 5, &c), AEP_EFORBIDDEN);
 	assert_int_equal(aep_store_count(s, AEP_KIND_NAMESPACE), 3);
 
 	c = fx_cmd_del(AEP_KIND_POD, "team", "web", AEP_REV(3, 0) + 7);
-	assert_int_equal(apply1_code(s, 6, &c), AEP_ECONFLICT);
+	assert_int_equal(fx_apply1_code(s, 6, &c), AEP_ECONFLICT);
 	c = fx_cmd_del(AEP_KIND_POD, "team", "web", AEP_REV(3, 0));
-	assert_int_equal(apply1(s, 7, &c, &r), 0);
+	assert_int_equal(fx_apply1(s, 7, &c, &r), 0);
 	assert_int_equal(r.rv, AEP_REV(7, 0));
 	assert_int_equal(r.obj->meta.rv, AEP_REV(7, 0));
 	assert_string_equal(r.obj->meta.uid, "uid-1");
@@ -281,7 +246,7 @@ static void delete_semantics(void **state)
 	assert_string_equal(on_node(s, "n1", &n), "");
 
 	c = fx_cmd_del(AEP_KIND_NAMESPACE, NULL, "team", 0);
-	assert_int_equal(apply1_code(s, 8, &c), 0);
+	assert_int_equal(fx_apply1_code(s, 8, &c), 0);
 	assert_int_equal(aep_store_count(s, AEP_KIND_NAMESPACE), 2);
 	assert_int_equal(aep_store_revision(s), AEP_REV(8, 0));
 
@@ -305,18 +270,18 @@ static void create_pods(struct aep_store *s, uint64_t *index)
 		snprintf(uid, sizeof(uid), "u%zu", i);
 		fx_pod(&b, pods[i].ns, pods[i].name, pods[i].labels, pods[i].node, "img");
 		struct aep_cmd c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b, 0, uid, 1);
-		assert_int_equal(apply1_code(s, (*index)++, &c), 0);
+		assert_int_equal(fx_apply1_code(s, (*index)++, &c), 0);
 	}
 	fx_simple(&b, "Service", "default", "web", "app=web");
 	struct aep_cmd c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_SERVICE, &b, 0, "svc", 1);
-	assert_int_equal(apply1_code(s, (*index)++, &c), 0);
+	assert_int_equal(fx_apply1_code(s, (*index)++, &c), 0);
 	aep_buf_free(&b);
 }
 
 static void list_by_namespace_and_selector(void **state)
 {
 	(void)state;
-	struct aep_store *s = new_store();
+	struct aep_store *s = fx_new_store();
 	struct names n;
 	uint64_t index = 1;
 	create_pods(s, &index);
@@ -363,7 +328,7 @@ static int stop_at_second(const struct aep_object *o, void *data)
 static void list_stops_early(void **state)
 {
 	(void)state;
-	struct aep_store *s = new_store();
+	struct aep_store *s = fx_new_store();
 	uint64_t index = 1;
 	int count = 0;
 	create_pods(s, &index);
@@ -379,7 +344,7 @@ static void list_stops_early(void **state)
 static void pods_on_node_follow_updates(void **state)
 {
 	(void)state;
-	struct aep_store *s = new_store();
+	struct aep_store *s = fx_new_store();
 	struct names n;
 	struct aep_buf b;
 	uint64_t index = 1;
@@ -393,13 +358,13 @@ static void pods_on_node_follow_updates(void **state)
 	/* Bind an unbound pod, move a bound one (labels kept, then changed). */
 	fx_pod(&b, "default", "e", NULL, "n2", "img");
 	struct aep_cmd c = fx_cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b, 0, NULL, 1);
-	assert_int_equal(apply1_code(s, index++, &c), 0);
+	assert_int_equal(fx_apply1_code(s, index++, &c), 0);
 	fx_pod(&b, "default", "a", "app=web,tier=fe", "n3", "img");
 	c = fx_cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b, 0, NULL, 1);
-	assert_int_equal(apply1_code(s, index++, &c), 0);
+	assert_int_equal(fx_apply1_code(s, index++, &c), 0);
 	fx_pod(&b, "default", "c", "app=other", "n3", "img");
 	c = fx_cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b, 0, NULL, 1);
-	assert_int_equal(apply1_code(s, index++, &c), 0);
+	assert_int_equal(fx_apply1_code(s, index++, &c), 0);
 	assert_string_equal(on_node(s, "n1", &n), "");
 	assert_string_equal(on_node(s, "n2", &n), "default/b,default/e,kube-system/d");
 	assert_string_equal(on_node(s, "n3", &n), "default/a,default/c");
@@ -408,7 +373,7 @@ static void pods_on_node_follow_updates(void **state)
 	/* Unbind. */
 	fx_pod(&b, "default", "a", "app=web,tier=fe", NULL, "img");
 	c = fx_cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b, 0, NULL, 1);
-	assert_int_equal(apply1_code(s, index++, &c), 0);
+	assert_int_equal(fx_apply1_code(s, index++, &c), 0);
 	assert_string_equal(on_node(s, "n3", &n), "default/c");
 	aep_buf_free(&b);
 	aep_store_free(s);
@@ -417,7 +382,7 @@ static void pods_on_node_follow_updates(void **state)
 static void batch_positions_and_members(void **state)
 {
 	(void)state;
-	struct aep_store *s = new_store();
+	struct aep_store *s = fx_new_store();
 	struct aep_buf b1, b2;
 	struct aep_batch bt;
 	struct aep_result *res;
@@ -469,7 +434,7 @@ static void batch_positions_and_members(void **state)
 	assert_string_equal(m[1].name, "m2");
 	/* A member command for a known name replaces its addresses. */
 	cmds[3].member_api = "127.0.0.9:7002";
-	assert_int_equal(apply1_code(s, 4, &cmds[3]), 0);
+	assert_int_equal(fx_apply1_code(s, 4, &cmds[3]), 0);
 	assert_int_equal(aep_store_members(s, &m, &nm), 0);
 	assert_int_equal(nm, 2);
 	assert_string_equal(m[1].api, "127.0.0.9:7002");
@@ -498,7 +463,7 @@ static void batch_positions_and_members(void **state)
 static void malformed_entries_change_nothing(void **state)
 {
 	(void)state;
-	struct aep_store *s = new_store();
+	struct aep_store *s = fx_new_store();
 	struct aep_buf b, before, after;
 	struct aep_batch bt;
 	const char *data;
@@ -534,7 +499,7 @@ static void malformed_entries_change_nothing(void **state)
 	for (size_t i = 0; i < len; i += 7) {
 		memcpy(copy, data, len);
 		copy[i] ^= 0x5a;
-		struct aep_store *t = new_store();
+		struct aep_store *t = fx_new_store();
 		(void)aep_store_apply(t, 100, copy, len, NULL, NULL);
 		aep_store_free(t);
 	}
@@ -646,7 +611,7 @@ static void gen_entry(struct gen *g, struct aep_batch *bt, struct aep_buf *objs)
 static void apply_is_deterministic(void **state)
 {
 	(void)state;
-	struct aep_store *a = new_store(), *b;
+	struct aep_store *a = fx_new_store(), *b;
 	struct aep_store_config cfg = {.event_log_max = 50};
 	assert_int_equal(aep_store_new(&cfg, &b), 0);
 	struct gen g = {.rng = 12345, .index = 1};
@@ -698,7 +663,7 @@ static void apply_is_deterministic(void **state)
 
 	/* A third store, same seed: same bytes again (nothing depends on the
 	 * address space or on the results being asked for). */
-	struct aep_store *c = new_store();
+	struct aep_store *c = fx_new_store();
 	struct gen g2 = {.rng = 12345, .index = 1};
 	for (int e = 0; e < 800; e++, g2.index++) {
 		const char *data;
@@ -784,7 +749,7 @@ static void sweep_apply(struct aep_store *s, uint64_t *index, const struct aep_c
 static void apply_survives_allocation_failure(void **state)
 {
 	(void)state;
-	struct aep_store *s = new_store();
+	struct aep_store *s = fx_new_store();
 	struct aep_buf b;
 	uint64_t index = 1;
 	aep_buf_init(&b);
@@ -843,7 +808,7 @@ static void entry_stops_at_allocation_failure(void **state)
 	assert_int_equal(aep_batch_add(&bt, &c2), 0);
 	assert_int_equal(aep_batch_finish(&bt, &data, &len), 0);
 	for (long n = 1;; n++) {
-		struct aep_store *s = new_store();
+		struct aep_store *s = fx_new_store();
 		struct aep_result *res = NULL;
 		size_t nres = 0;
 		aep_heap_fault_after(n);

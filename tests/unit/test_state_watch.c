@@ -16,32 +16,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* Apply one command as the entry at @index; returns its result code. */
-static int apply1_code(struct aep_store *s, uint64_t index, const struct aep_cmd *c)
-{
-	struct aep_batch b;
-	const char *data;
-	size_t len, n;
-	struct aep_result *res;
-	aep_batch_init(&b);
-	assert_int_equal(aep_batch_add(&b, c), 0);
-	assert_int_equal(aep_batch_finish(&b, &data, &len), 0);
-	assert_int_equal(aep_store_apply(s, index, data, len, &res, &n), 0);
-	assert_int_equal(n, 1);
-	int code = res[0].code;
-	aep_result_clear(&res[0]);
-	aep_free(res);
-	aep_batch_free(&b);
-	return code;
-}
-
-static struct aep_store *new_store(void)
-{
-	struct aep_store *s;
-	assert_int_equal(aep_store_new(NULL, &s), 0);
-	return s;
-}
-
 /* ---- a recording watcher ------------------------------------------------ */
 
 #define REC_MAX 4096
@@ -120,7 +94,7 @@ static void create_pod(struct aep_store *s, uint64_t index, const char *ns, cons
 	snprintf(uid, sizeof(uid), "uid-%llu", (unsigned long long)index);
 	fx_pod(&b, ns, name, labels, NULL, image);
 	struct aep_cmd c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_POD, &b, 0, uid, 1);
-	assert_int_equal(apply1_code(s, index, &c), 0);
+	assert_int_equal(fx_apply1_code(s, index, &c), 0);
 	aep_buf_free(&b);
 }
 
@@ -131,14 +105,14 @@ static void update_pod(struct aep_store *s, uint64_t index, const char *ns, cons
 	aep_buf_init(&b);
 	fx_pod(&b, ns, name, labels, NULL, image);
 	struct aep_cmd c = fx_cmd_obj(AEP_OP_UPDATE, AEP_KIND_POD, &b, 0, NULL, 1);
-	assert_int_equal(apply1_code(s, index, &c), 0);
+	assert_int_equal(fx_apply1_code(s, index, &c), 0);
 	aep_buf_free(&b);
 }
 
 static void delete_pod(struct aep_store *s, uint64_t index, const char *ns, const char *name)
 {
 	struct aep_cmd c = fx_cmd_del(AEP_KIND_POD, ns, name, 0);
-	assert_int_equal(apply1_code(s, index, &c), 0);
+	assert_int_equal(fx_apply1_code(s, index, &c), 0);
 }
 
 /* ---- tests -------------------------------------------------------------- */
@@ -146,7 +120,7 @@ static void delete_pod(struct aep_store *s, uint64_t index, const char *ns, cons
 static void replay_from_revision(void **state)
 {
 	(void)state;
-	struct aep_store *s = new_store();
+	struct aep_store *s = fx_new_store();
 	static struct rec all, from5, now, future;
 	char buf[1024];
 	memset(&all, 0, sizeof(all));
@@ -255,7 +229,7 @@ static void expired_when_log_trimmed(void **state)
 static void filters_and_selector_transitions(void **state)
 {
 	(void)state;
-	struct aep_store *s = new_store();
+	struct aep_store *s = fx_new_store();
 	static struct rec web, sys, svc, notweb;
 	char buf[1024];
 	memset(&web, 0, sizeof(web));
@@ -280,7 +254,7 @@ static void filters_and_selector_transitions(void **state)
 	aep_buf_init(&b);
 	fx_simple(&b, "Service", "default", "a", "app=web");
 	struct aep_cmd c = fx_cmd_obj(AEP_OP_CREATE, AEP_KIND_SERVICE, &b, 0, "svc", 1);
-	assert_int_equal(apply1_code(s, i++, &c), 0);
+	assert_int_equal(fx_apply1_code(s, i++, &c), 0);
 	aep_buf_free(&b);
 	assert_string_equal(rec_str(&web, buf, sizeof(buf)),
 			    "ADDED a, MODIFIED a, DELETED a, ADDED a, DELETED a");
@@ -307,7 +281,7 @@ static void filters_and_selector_transitions(void **state)
 static void unwatch_inside_callback(void **state)
 {
 	(void)state;
-	struct aep_store *s = new_store();
+	struct aep_store *s = fx_new_store();
 	static struct rec self, killer, victim, after;
 	memset(&self, 0, sizeof(self));
 	memset(&killer, 0, sizeof(killer));
@@ -363,7 +337,7 @@ static void nest(const struct aep_event *ev, void *data)
 static void watch_from_inside_callback(void **state)
 {
 	(void)state;
-	struct aep_store *s = new_store();
+	struct aep_store *s = fx_new_store();
 	static struct nester n;
 	struct aep_watch *w = NULL;
 	struct aep_error e = {0};
@@ -384,7 +358,7 @@ static void watch_from_inside_callback(void **state)
 static void restore_expires_watches(void **state)
 {
 	(void)state;
-	struct aep_store *s = new_store(), *other = new_store();
+	struct aep_store *s = fx_new_store(), *other = fx_new_store();
 	struct aep_buf snapshot;
 	struct aep_error e = {0};
 	static struct rec keep, drop;
@@ -427,7 +401,7 @@ static void restore_expires_watches(void **state)
 static void watch_survives_allocation_failure(void **state)
 {
 	(void)state;
-	struct aep_store *s = new_store();
+	struct aep_store *s = fx_new_store();
 	static struct rec r;
 	create_pod(s, 1, "default", "a", "app=web", "img");
 	for (long n = 1;; n++) {
