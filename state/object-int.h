@@ -29,6 +29,7 @@ struct state__canon {
 	struct state__span name; /* non-empty, <= AEP_NAME_MAX, no NUL */
 	struct state__span ns;	 /* "" (p NULL) exactly for cluster-scoped kinds */
 	struct state__span uid;	 /* p NULL when absent */
+	uint64_t rv;		 /* resourceVersion; 0 when absent */
 	int64_t created_ns;	 /* 0 when absent */
 	int64_t generation;	 /* 0 when absent */
 	struct state__span spec; /* the top-level "spec" value; p NULL when absent */

@@ -1362,9 +1362,15 @@ static int canon_meta(struct state__rd *r, struct state__canon *c, bool namespac
 				return -1;
 			break;
 		case STATE__META_resourceVersion:
-			/* Stamping always replaces it: only its framing matters. */
-			if (canon_str(r, &v) != 0)
+			/* Canonical: the decimal digits of a non-zero revision. */
+			if (canon_str(r, &v) != 0 || v.n == 0 || v.n > 20 || v.p[0] == '0')
 				return -1;
+			c->rv = 0;
+			for (size_t d = 0; d < v.n; d++) {
+				if (v.p[d] < '0' || v.p[d] > '9' || c->rv > (UINT64_MAX - 9) / 10)
+					return -1;
+				c->rv = c->rv * 10 + (uint64_t)(v.p[d] - '0');
+			}
 			break;
 		case STATE__META_creationTimestamp:
 			if (canon_str(r, &v) != 0 || aep_time_parse(v.p, v.n, &c->created_ns) != 0)

@@ -15,6 +15,7 @@
  * object again with aep_object_decode into a fresh store. Only when all of
  * that succeeds does the fresh content replace the store's; on any error
  * the store is untouched. */
+#include "state/object-int.h"
 #include "state/store-int.h"
 
 #include <lz4frame.h>
@@ -210,6 +211,24 @@ static bool in_order(const struct aep_object *prev, const struct aep_object *o)
 	return strcmp(prev->meta.name, o->meta.name) < 0;
 }
 
+/* One object of a snapshot. The store's objects are canonical, and apply
+ * reads canonical objects with state__canon_read (state/store.c): restore
+ * reads them the same way, so a snapshot restores exactly what the store
+ * that wrote it had applied, byte for byte. Anything else is decoded and
+ * validated as a client's object. */
+static int snapshot_object(const char *p, size_t len, struct aep_object **out, struct aep_error *e)
+{
+	struct state__canon cv;
+	for (int k = 0; k < AEP_KIND__COUNT; k++) {
+		if (state__canon_read((enum aep_kind)k, p, len, &cv) == 0) {
+			if (state__canon_stamp(&cv, NULL, cv.rv, -1, -1, out) != 0)
+				return aep_errorf(e, AEP_ENOMEM, "out of memory");
+			return 0;
+		}
+	}
+	return aep_object_decode(p, len, out, e);
+}
+
 static int parse_objects(struct aep_store *s, struct state__rd *r, uint64_t revision,
 			 struct aep_error *e)
 {
@@ -226,7 +245,7 @@ static int parse_objects(struct aep_store *s, struct state__rd *r, uint64_t revi
 			rv = aep_errorf(e, AEP_EINVALID, "snapshot: object %u: malformed", i);
 			break;
 		}
-		rv = aep_object_decode(p, len, &o, e);
+		rv = snapshot_object(p, len, &o, e);
 		if (rv != 0) {
 			if (rv != AEP_ENOMEM)
 				rv = AEP_EINVALID;
