@@ -440,3 +440,23 @@ struct aep_store *fx_new_store(void)
 	assert_int_equal(aep_store_new(NULL, &s), 0);
 	return s;
 }
+
+void fx_assert_meta_equal(const struct aep_object *a, const struct aep_object *b)
+{
+	assert_int_equal(a->kind, b->kind);
+	assert_string_equal(a->meta.name, b->meta.name);
+	assert_string_equal(a->meta.ns, b->meta.ns);
+	assert_string_equal(a->meta.uid, b->meta.uid);
+	assert_int_equal(a->meta.rv, b->meta.rv);
+	assert_int_equal(a->meta.created_ns, b->meta.created_ns);
+	assert_int_equal(a->meta.generation, b->meta.generation);
+	assert_int_equal(a->meta.nlabels, b->meta.nlabels);
+	for (size_t i = 0; i < a->meta.nlabels; i++) {
+		assert_string_equal(a->meta.labels[i].key, b->meta.labels[i].key);
+		assert_string_equal(a->meta.labels[i].value, b->meta.labels[i].value);
+	}
+	if (a->node_name == NULL)
+		assert_null(b->node_name);
+	else
+		assert_string_equal(a->node_name, b->node_name);
+}

@@ -49,4 +49,7 @@ int fx_apply1(struct aep_store *s, uint64_t index, const struct aep_cmd *c, stru
 int fx_apply1_code(struct aep_store *s, uint64_t index, const struct aep_cmd *c);
 struct aep_store *fx_new_store(void);
 
+/* Fail unless @a and @b have the same kind, metadata and node name. */
+void fx_assert_meta_equal(const struct aep_object *a, const struct aep_object *b);
+
 #endif /* AEP_TESTS_FIXTURES_H */

@@ -58,26 +58,6 @@ static struct aep_object *must_decode_buf(const char *p, size_t n)
 	return o;
 }
 
-static void assert_meta_equal(const struct aep_object *a, const struct aep_object *b)
-{
-	assert_int_equal(a->kind, b->kind);
-	assert_string_equal(a->meta.name, b->meta.name);
-	assert_string_equal(a->meta.ns, b->meta.ns);
-	assert_string_equal(a->meta.uid, b->meta.uid);
-	assert_int_equal(a->meta.rv, b->meta.rv);
-	assert_int_equal(a->meta.created_ns, b->meta.created_ns);
-	assert_int_equal(a->meta.generation, b->meta.generation);
-	assert_int_equal(a->meta.nlabels, b->meta.nlabels);
-	for (size_t i = 0; i < a->meta.nlabels; i++) {
-		assert_string_equal(a->meta.labels[i].key, b->meta.labels[i].key);
-		assert_string_equal(a->meta.labels[i].value, b->meta.labels[i].value);
-	}
-	if (a->node_name == NULL)
-		assert_null(b->node_name);
-	else
-		assert_string_equal(a->node_name, b->node_name);
-}
-
 struct stamp {
 	const char *uid;
 	uint64_t rv;
@@ -106,7 +86,7 @@ static void check_same(const char *data, size_t len)
 		    state__canon_stamp(&c, st->uid, st->rv, st->created_ns, st->generation, &neu),
 		    0);
 		assert_int_equal(neu->refs, 1);
-		assert_meta_equal(old, neu);
+		fx_assert_meta_equal(old, neu);
 		assert_int_equal(old->len, neu->len);
 		assert_memory_equal(old->data, neu->data, old->len);
 		/* The spec span is the one the store compares for generation. */
@@ -394,7 +374,7 @@ static void test_store_paths_agree(void **state)
 				assert_string_equal(rf.msg, rs.msg);
 			assert_int_equal(rf.obj == NULL, rs.obj == NULL);
 			if (rf.obj != NULL) {
-				assert_meta_equal(rf.obj, rs.obj);
+				fx_assert_meta_equal(rf.obj, rs.obj);
 				assert_int_equal(rf.obj->len, rs.obj->len);
 				assert_memory_equal(rf.obj->data, rs.obj->data, rf.obj->len);
 			}

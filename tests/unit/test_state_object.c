@@ -65,26 +65,6 @@ static void test_kind_table(void **state)
 
 /* ---- round trips -------------------------------------------------------------- */
 
-static void assert_meta_equal(const struct aep_object *a, const struct aep_object *b)
-{
-	assert_int_equal(a->kind, b->kind);
-	assert_string_equal(a->meta.name, b->meta.name);
-	assert_string_equal(a->meta.ns, b->meta.ns);
-	assert_string_equal(a->meta.uid, b->meta.uid);
-	assert_int_equal(a->meta.rv, b->meta.rv);
-	assert_int_equal(a->meta.created_ns, b->meta.created_ns);
-	assert_int_equal(a->meta.generation, b->meta.generation);
-	assert_int_equal(a->meta.nlabels, b->meta.nlabels);
-	for (size_t i = 0; i < a->meta.nlabels; i++) {
-		assert_string_equal(a->meta.labels[i].key, b->meta.labels[i].key);
-		assert_string_equal(a->meta.labels[i].value, b->meta.labels[i].value);
-	}
-	if (a->node_name == NULL)
-		assert_null(b->node_name);
-	else
-		assert_string_equal(a->node_name, b->node_name);
-}
-
 static void test_roundtrip_every_kind(void **state)
 {
 	(void)state;
@@ -99,7 +79,7 @@ static void test_roundtrip_every_kind(void **state)
 		assert_int_equal(aep_object_decode(a->data, a->len, &b, &e), 0);
 		assert_int_equal(a->len, b->len);
 		assert_memory_equal(a->data, b->data, a->len);
-		assert_meta_equal(a, b);
+		fx_assert_meta_equal(a, b);
 		top_keys(a, keys, sizeof(keys));
 		assert_true(strncmp(keys, "apiVersion,kind,metadata", 24) == 0);
 		/* Round trip through from_msgpack too. */
@@ -560,7 +540,7 @@ static void test_stamp(void **state)
 
 	/* The stamped encoding decodes to the same object and bytes. */
 	assert_int_equal(aep_object_decode(s1->data, s1->len, &back, &e), 0);
-	assert_meta_equal(s1, back);
+	fx_assert_meta_equal(s1, back);
 	assert_int_equal(back->len, s1->len);
 	assert_memory_equal(back->data, s1->data, s1->len);
 	aep_object_unref(back);
@@ -597,7 +577,7 @@ static void test_stamp_every_kind(void **state)
 		struct aep_error e = {0};
 		assert_int_equal(aep_object_stamp(o, "u", 12345, 1000000000, 3, &s), 0);
 		assert_int_equal(aep_object_decode(s->data, s->len, &back, &e), 0);
-		assert_meta_equal(s, back);
+		fx_assert_meta_equal(s, back);
 		assert_memory_equal(back->data, s->data, s->len);
 		assert_int_equal(back->meta.rv, 12345);
 		assert_string_equal(back->meta.ns, o->meta.ns);
