@@ -1047,6 +1047,30 @@ static void handle_members(struct req *r)
 	aep_buf_free(&b);
 }
 
+/* transfer {to?}: the leader hands leadership to @to (default: the most
+ * up-to-date follower); a follower forwards. Answers once libraft has
+ * started the transfer; the new leader is visible in status/members. */
+static void handle_transfer(struct req *r, const msgpack_object *params)
+{
+	static const char *const known[] = {"to", NULL};
+	struct aep_error e = {0};
+	char *to = NULL;
+	if (check_params(params, known, &e) != 0 || param_str(params, "to", &to, &e) != 0) {
+		req_error(r, e.code, e.msg);
+		return;
+	}
+	if (!is_leader(r->m)) {
+		aep_free(to);
+		forward(r, params);
+		return;
+	}
+	if (aep_raft_transfer(r->m->raft, to, &e) != 0)
+		req_error(r, e.code, e.msg);
+	else
+		req_reply(r, "\xc0", 1); /* nil */
+	aep_free(to);
+}
+
 /* ---- dispatch ------------------------------------------------------------- */
 
 static void dispatch(struct req *r, const msgpack_object *params);
@@ -1118,6 +1142,7 @@ static void dispatch(struct req *r, const msgpack_object *params)
 		break;
 	}
 	case MASTER_M_ANNOUNCE: handle_announce(r, params); break;
+	case MASTER_M_TRANSFER: handle_transfer(r, params); break;
 	default: req_error(r, AEP_EINTERNAL, "unhandled method"); break;
 	}
 }

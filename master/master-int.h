@@ -30,7 +30,8 @@ enum { MASTER_NBUCKETS = 0 MASTER_BUCKETS(MASTER__BUCKET_COUNT) };
 	X(UNWATCH, "unwatch", false) \
 	X(STATUS, "status", false)   \
 	X(MEMBERS, "members", false) \
-	X(ANNOUNCE, "announce", true)
+	X(ANNOUNCE, "announce", true) \
+	X(TRANSFER, "transfer", true)
 
 enum master_method {
 #define MASTER__M_ENUM(e, s, w) MASTER_M_##e,

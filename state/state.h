@@ -143,6 +143,12 @@ int aep_validate_dns1123_label(const char *s, size_t len, struct aep_error *e);
 int aep_validate_label_key(const char *s, size_t len, struct aep_error *e);
 int aep_validate_label_value(const char *s, size_t len, struct aep_error *e);
 
+/* A resource quantity ("100m", "2", "64Mi", "1.5G", "1e3") as milli-units:
+ * "100m" -> 100, "2" -> 2000, "1Ki" -> 1024000. Fractions of a milli-unit
+ * round up. Returns 0, or AEP_EINVALID when malformed or beyond INT64_MAX
+ * milli-units (about 9.2 PB of memory). */
+int aep_quantity_parse(const char *s, size_t len, int64_t *milli, struct aep_error *e);
+
 /* ---- label selectors ---------------------------------------------------- */
 
 /* Kubernetes syntax: "a=b,c!=d,e in (x,y),f notin (z),g,!h", also "a==b";

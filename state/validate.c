@@ -340,6 +340,85 @@ bad:
 			  "'^([+]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'");
 }
 
+/* Scale a decimal mantissa (@digits as an integer, @frac digits after the
+ * point) by 10^@exp10 * 2^@exp2 and by 1000 (milli-units), rounding up as
+ * Kubernetes does for fractions of a milli-unit. */
+static int quantity_scale(uint64_t digits, int frac, int exp10, int exp2, int64_t *out)
+{
+	unsigned __int128 v = digits;
+	int e10 = exp10 + 3 - frac;
+	unsigned __int128 limit = (unsigned __int128)INT64_MAX;
+
+	for (; exp2 > 0; exp2--) {
+		v <<= 1;
+		if (v > limit)
+			return AEP_EINVALID;
+	}
+	for (; e10 > 0; e10--) {
+		v *= 10;
+		if (v > limit)
+			return AEP_EINVALID;
+	}
+	for (; e10 < 0; e10++) {
+		unsigned __int128 q = v / 10;
+		v = q + (v % 10 != 0 ? 1 : 0);
+	}
+	*out = (int64_t)v;
+	return 0;
+}
+
+int aep_quantity_parse(const char *s, size_t len, int64_t *milli, struct aep_error *e)
+{
+	uint64_t digits = 0;
+	int frac = 0, exp10 = 0, exp2 = 0;
+	size_t i = 0;
+	bool point = false;
+
+	if (state__validate_quantity(s, len, e) != 0)
+		return AEP_EINVALID;
+	if (s[i] == '+')
+		i++;
+	for (; i < len && (is_digit(s[i]) || s[i] == '.'); i++) {
+		if (s[i] == '.') {
+			point = true;
+			continue;
+		}
+		if (digits > (UINT64_MAX - 9) / 10) /* beyond any representable amount */
+			goto range;
+		digits = digits * 10 + (uint64_t)(s[i] - '0');
+		if (point)
+			frac++;
+	}
+	if (i < len) {
+		const char *suf = s + i;
+		size_t rest = len - i;
+		static const char bin[] = "KMGTPE", dec[] = "kMGTPE";
+		if (rest == 2 && suf[1] == 'i') {
+			exp2 = 10 * (int)(strchr(bin, suf[0]) - bin + 1);
+		} else if (rest == 1 && strchr("num", suf[0]) != NULL) {
+			exp10 = suf[0] == 'n' ? -9 : suf[0] == 'u' ? -6 : -3;
+		} else if (rest == 1) {
+			exp10 = 3 * (int)(strchr(dec, suf[0]) - dec + 1);
+		} else {
+			size_t j = 1;
+			int sign = 1, x = 0;
+			if (suf[j] == '+' || suf[j] == '-')
+				sign = suf[j++] == '-' ? -1 : 1;
+			for (; j < rest; j++) {
+				x = x * 10 + (suf[j] - '0');
+				if (x > 30)
+					goto range;
+			}
+			exp10 = sign * x;
+		}
+	}
+	if (quantity_scale(digits, frac, exp10, exp2, milli) != 0)
+		goto range;
+	return 0;
+range:
+	return aep_errorf(e, AEP_EINVALID, "quantity \"%.*s\" is out of range", (int)len, s);
+}
+
 /* Does @labels (a valid label map) hold every pair of @sel? */
 static bool map_subset(const msgpack_object *sel, const msgpack_object *labels)
 {

@@ -780,6 +780,36 @@ static void test_alloc_failure_sweep(void **state)
 	aep_free(json);
 }
 
+/* Quantities as the scheduler counts them: milli-units, fractions of a
+ * milli-unit rounded up, overflow refused. */
+static void test_quantity(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *in;
+		int64_t milli;
+	} ok[] = {
+	    {"100m", 100},	      {"2", 2000},	       {"0.5", 500},
+	    {"1Ki", 1024000},	      {"64Mi", 67108864000},   {"1.5G", 1500000000000},
+	    {"1e3", 1000000},	      {"1E-3", 1},	       {"1n", 1},
+	    {"+3k", 3000000},	      {"16Gi", 17179869184000}, {"0", 0},
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		struct aep_error e = {0};
+		int64_t v = -1;
+		assert_int_equal(aep_quantity_parse(ok[i].in, strlen(ok[i].in), &v, &e), 0);
+		assert_int_equal(v, ok[i].milli);
+	}
+	static const char *const bad[] = {"", "-1", "1x", "10Ei", "99999999999999999999", "m"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct aep_error e = {0};
+		int64_t v = 7;
+		assert_int_equal(aep_quantity_parse(bad[i], strlen(bad[i]), &v, &e), AEP_EINVALID);
+		assert_int_equal(v, 7);
+		assert_true(e.msg[0] != '\0');
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -789,7 +819,7 @@ int main(void)
 	    cmocka_unit_test(test_invalid_sizes),   cmocka_unit_test(test_bad_msgpack),
 	    cmocka_unit_test(test_stamp),	    cmocka_unit_test(test_stamp_every_kind),
 	    cmocka_unit_test(test_refcount),	    cmocka_unit_test(test_time),
-	    cmocka_unit_test(test_validators),	    cmocka_unit_test(test_alloc_failure_sweep),
+	    cmocka_unit_test(test_validators),	    cmocka_unit_test(test_alloc_failure_sweep), cmocka_unit_test(test_quantity),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
