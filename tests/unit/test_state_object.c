@@ -789,10 +789,18 @@ static void test_quantity(void **state)
 		const char *in;
 		int64_t milli;
 	} ok[] = {
-	    {"100m", 100},	      {"2", 2000},	       {"0.5", 500},
-	    {"1Ki", 1024000},	      {"64Mi", 67108864000},   {"1.5G", 1500000000000},
-	    {"1e3", 1000000},	      {"1E-3", 1},	       {"1n", 1},
-	    {"+3k", 3000000},	      {"16Gi", 17179869184000}, {"0", 0},
+	    {"100m", 100},
+	    {"2", 2000},
+	    {"0.5", 500},
+	    {"1Ki", 1024000},
+	    {"64Mi", 67108864000},
+	    {"1.5G", 1500000000000},
+	    {"1e3", 1000000},
+	    {"1E-3", 1},
+	    {"1n", 1},
+	    {"+3k", 3000000},
+	    {"16Gi", 17179869184000},
+	    {"0", 0},
 	};
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		struct aep_error e = {0};
@@ -819,7 +827,8 @@ int main(void)
 	    cmocka_unit_test(test_invalid_sizes),   cmocka_unit_test(test_bad_msgpack),
 	    cmocka_unit_test(test_stamp),	    cmocka_unit_test(test_stamp_every_kind),
 	    cmocka_unit_test(test_refcount),	    cmocka_unit_test(test_time),
-	    cmocka_unit_test(test_validators),	    cmocka_unit_test(test_alloc_failure_sweep), cmocka_unit_test(test_quantity),
+	    cmocka_unit_test(test_validators),	    cmocka_unit_test(test_alloc_failure_sweep),
+	    cmocka_unit_test(test_quantity),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
