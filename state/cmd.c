@@ -18,7 +18,7 @@
 
 #include <string.h>
 
-#define CMD_FIELDS  10
+#define CMD_FIELDS  11
 #define CMD_STR_MAX 1024 /* member addresses */
 #define BATCH_HDR   5	 /* array32 header */
 
@@ -255,7 +255,7 @@ int state__cmd_decode(struct state__rd *r, struct state__cmd *c)
 	memset(c, 0, sizeof(*c));
 	if (state__rd_array(r, &n) != 0 || n != CMD_FIELDS)
 		return -1;
-	if (state__rd_uint(r, &op) != 0 || op < AEP_OP_CREATE || op > AEP_OP_MEMBER)
+	if (state__rd_uint(r, &op) != 0 || op < AEP_OP_CREATE || op > AEP_OP_BIND)
 		return -1;
 	if (state__rd_uint(r, &kind) != 0 || kind >= AEP_KIND__COUNT)
 		return -1;
@@ -273,16 +273,17 @@ int state__cmd_decode(struct state__rd *r, struct state__cmd *c)
 		return -1;
 	}
 	if (state__rd_str_or_nil(r, &c->api, &c->api_len) != 0 ||
-	    state__rd_str_or_nil(r, &c->peer, &c->peer_len) != 0)
+	    state__rd_str_or_nil(r, &c->peer, &c->peer_len) != 0 ||
+	    state__rd_str_or_nil(r, &c->node, &c->node_len) != 0)
 		return -1;
 
 	if (c->ns_len > AEP_NAME_MAX || c->name_len > AEP_NAME_MAX ||
 	    c->uid_len >= sizeof(((struct aep_cmd *)0)->uid) || c->obj_len > AEP_OBJECT_MAX ||
-	    c->api_len > CMD_STR_MAX || c->peer_len > CMD_STR_MAX)
+	    c->api_len > CMD_STR_MAX || c->peer_len > CMD_STR_MAX || c->node_len > AEP_NAME_MAX)
 		return -1;
 	if (has_nul(c->ns, c->ns_len) || has_nul(c->name, c->name_len) ||
 	    has_nul(c->uid, c->uid_len) || has_nul(c->api, c->api_len) ||
-	    has_nul(c->peer, c->peer_len))
+	    has_nul(c->peer, c->peer_len) || has_nul(c->node, c->node_len))
 		return -1;
 	switch (c->op) {
 	case AEP_OP_CREATE:
@@ -296,6 +297,10 @@ int state__cmd_decode(struct state__rd *r, struct state__cmd *c)
 		break;
 	case AEP_OP_MEMBER:
 		if (c->name == NULL || c->api == NULL || c->peer == NULL)
+			return -1;
+		break;
+	case AEP_OP_BIND:
+		if (c->name == NULL || c->node == NULL)
 			return -1;
 		break;
 	}
@@ -320,11 +325,11 @@ static bool str_ok(const char *s, size_t max)
 int aep_cmd_encode(const struct aep_cmd *cmd, msgpack_packer *pk)
 {
 	size_t uid_len = strnlen(cmd->uid, sizeof(cmd->uid));
-	if (cmd->op < AEP_OP_CREATE || cmd->op > AEP_OP_MEMBER ||
+	if (cmd->op < AEP_OP_CREATE || cmd->op > AEP_OP_BIND ||
 	    (unsigned)cmd->kind >= AEP_KIND__COUNT || uid_len == sizeof(cmd->uid) ||
 	    !str_ok(cmd->ns, AEP_NAME_MAX) || !str_ok(cmd->name, AEP_NAME_MAX) ||
 	    !str_ok(cmd->member_api, CMD_STR_MAX) || !str_ok(cmd->member_peer, CMD_STR_MAX) ||
-	    cmd->obj_len > AEP_OBJECT_MAX)
+	    !str_ok(cmd->node, AEP_NAME_MAX) || cmd->obj_len > AEP_OBJECT_MAX)
 		return AEP_EINVALID;
 	switch (cmd->op) {
 	case AEP_OP_CREATE:
@@ -338,6 +343,10 @@ int aep_cmd_encode(const struct aep_cmd *cmd, msgpack_packer *pk)
 		break;
 	case AEP_OP_MEMBER:
 		if (cmd->name == NULL || cmd->member_api == NULL || cmd->member_peer == NULL)
+			return AEP_EINVALID;
+		break;
+	case AEP_OP_BIND:
+		if (cmd->name == NULL || cmd->node == NULL)
 			return AEP_EINVALID;
 		break;
 	}
@@ -358,6 +367,7 @@ int aep_cmd_encode(const struct aep_cmd *cmd, msgpack_packer *pk)
 	}
 	rv |= pack_opt_str(pk, cmd->member_api);
 	rv |= pack_opt_str(pk, cmd->member_peer);
+	rv |= pack_opt_str(pk, cmd->node);
 	return rv == 0 ? 0 : AEP_ENOMEM;
 }
 

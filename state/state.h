@@ -184,6 +184,7 @@ enum aep_op {
 	AEP_OP_UPDATE = 2, /* replace; precondition if cmd.precond_rv != 0 */
 	AEP_OP_DELETE = 3, /* precondition if cmd.precond_rv != 0 */
 	AEP_OP_MEMBER = 4, /* record a master's addresses (name, api, peer) */
+	AEP_OP_BIND = 5,   /* set an unbound Pod's spec.nodeName (ns, name, node; uid if set) */
 };
 
 struct aep_cmd {
@@ -199,6 +200,10 @@ struct aep_cmd {
 	/* AEP_OP_MEMBER */
 	const char *member_api;
 	const char *member_peer;
+	/* AEP_OP_BIND: the node; cmd.uid, when set, must be the pod's uid.
+	 * The pod must exist and be unbound (else NotFound / Conflict); the
+	 * bound pod gets a new revision and a MODIFIED event. */
+	const char *node;
 };
 
 /* Append the encoding of @cmd to @b. */

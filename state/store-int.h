@@ -145,8 +145,8 @@ int state__rd_raw(struct state__rd *r, size_t max, const char **s, size_t *n);
 struct state__cmd {
 	enum aep_op op;
 	enum aep_kind kind;
-	const char *ns, *name, *uid, *obj, *api, *peer; /* NULL when absent */
-	uint32_t ns_len, name_len, uid_len, obj_len, api_len, peer_len;
+	const char *ns, *name, *uid, *obj, *api, *peer, *node; /* NULL when absent */
+	uint32_t ns_len, name_len, uid_len, obj_len, api_len, peer_len, node_len;
 	uint64_t precond_rv;
 	int64_t now_ns;
 };

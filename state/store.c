@@ -669,6 +669,98 @@ out_release_in:
 	return err;
 }
 
+/* The canonical encoding of the unbound pod @c with spec.nodeName = @node
+ * spliced in: nodeName is the first field of a pod's spec, so it goes
+ * right after the spec map's header. Returns 0 with *@out (aep_malloc'd,
+ * *@out_len bytes), AEP_ETOOLARGE or AEP_ENOMEM. */
+static int splice_node(const struct state__canon *c, const char *node, char **out, size_t *out_len)
+{
+	struct state__rd r = {(const unsigned char *)c->spec.p, c->spec.n, 0};
+	uint32_t pairs;
+	if (c->spec.p == NULL || state__rd_map(&r, &pairs) != 0)
+		return AEP_EINVALID; /* a stored pod always has a spec map */
+	size_t head = (size_t)(c->spec.p - c->data);
+	size_t len = c->len + 5 + 9 + 5 + strlen(node);
+	if (len > AEP_OBJECT_MAX)
+		return AEP_ETOOLARGE;
+	struct aep_buf b;
+	msgpack_packer pk;
+	aep_buf_init(&b);
+	if (aep_buf_reserve(&b, len) != 0)
+		return AEP_ENOMEM;
+	aep_packer_init(&pk, &b);
+	aep_buf_append(&b, c->data, head);
+	msgpack_pack_map(&pk, pairs + 1);
+	aep_pack_str(&pk, "nodeName");
+	aep_pack_str(&pk, node);
+	aep_buf_append(&b, c->spec.p + r.off, c->len - head - r.off);
+	if (b.failed) {
+		aep_buf_free(&b);
+		return AEP_ENOMEM;
+	}
+	*out = aep_buf_steal(&b, out_len);
+	return 0;
+}
+
+static int apply_bind(struct aep_store *s, const struct state__cmd *c, uint64_t rv,
+		      struct aep_result *r)
+{
+	char ns[AEP_NAME_MAX + 1], name[AEP_NAME_MAX + 1], node[AEP_NAME_MAX + 1];
+	struct aep_error ve = {0};
+	struct state__canon old_cv, new_cv;
+	struct aep_object *out;
+	char *bytes;
+	size_t len;
+	int err;
+
+	span_str(ns, c->ns, c->ns_len);
+	span_str(name, c->name, c->name_len);
+	span_str(node, c->node, c->node_len);
+	if (c->kind != AEP_KIND_POD)
+		return refuse(r, AEP_EINVALID, "bind: only pods are bound, not %s",
+			      plural(c->kind));
+	if (aep_validate_dns1123_subdomain(node, c->node_len, &ve) != 0)
+		return refuse(r, AEP_EINVALID, "bind pods \"%s\": node name: %s", name, ve.msg);
+	struct state__entry *e = table_find(s, AEP_KIND_POD, ns, name);
+	if (e == NULL)
+		return refuse(r, AEP_ENOTFOUND, "pods \"%s\" not found", name);
+	struct aep_object *old = e->obj;
+	if (c->uid != NULL && c->uid_len > 0 &&
+	    (strlen(old->meta.uid) != c->uid_len || memcmp(old->meta.uid, c->uid, c->uid_len) != 0))
+		return refuse(r, AEP_ECONFLICT,
+			      "pods \"%s\" has uid %s, the binding is for %.*s (deleted and "
+			      "created again)",
+			      name, old->meta.uid, (int)c->uid_len, c->uid);
+	if (c->precond_rv != 0 && c->precond_rv != old->meta.rv)
+		return refuse_conflict(r, AEP_KIND_POD, name);
+	if (old->node_name != NULL)
+		return refuse(r, AEP_ECONFLICT, "pods \"%s\" is already bound to node \"%s\"", name,
+			      old->node_name);
+	if (state__canon_read(AEP_KIND_POD, old->data, old->len, &old_cv) != 0)
+		return refuse(r, AEP_EINTERNAL, "pods \"%s\": stored encoding unreadable", name);
+	err = splice_node(&old_cv, node, &bytes, &len);
+	if (err == AEP_ETOOLARGE)
+		return refuse(r, err, "pods \"%s\": too large to bind", name);
+	if (err != 0)
+		return err;
+	if (state__canon_read(AEP_KIND_POD, bytes, len, &new_cv) != 0) {
+		aep_free(bytes);
+		return refuse(r, AEP_EINTERNAL, "pods \"%s\": bound encoding unreadable", name);
+	}
+	err = state__canon_stamp(&new_cv, NULL, rv, -1, old->meta.generation + 1, &out);
+	aep_free(bytes);
+	if (err != 0)
+		return err;
+
+	/* Commit: nothing below fails. The entry's reference to the old
+	 * object moves to the event. */
+	e->obj = out;
+	RB_INSERT(state__node_tree, &s->pods_by_node, e);
+	set_success(r, rv, out);
+	push_event(s, AEP_EV_MODIFIED, rv, aep_object_ref(out), old);
+	return 0;
+}
+
 /* Whether any namespaced object lives in namespace @ns. */
 static bool namespace_in_use(struct aep_store *s, const char *ns)
 {
@@ -803,6 +895,7 @@ static int apply_cmd(struct aep_store *s, const struct state__cmd *c, uint64_t r
 	case AEP_OP_UPDATE: return apply_update(s, c, rv, r);
 	case AEP_OP_DELETE: return apply_delete(s, c, rv, r);
 	case AEP_OP_MEMBER: return apply_member(s, c, r);
+	case AEP_OP_BIND: return apply_bind(s, c, rv, r);
 	}
 	return refuse(r, AEP_EINVALID, "unknown operation %d", (int)c->op);
 }

@@ -512,9 +512,9 @@ static void malformed_entries_change_nothing(void **state)
 	copy[len - 1] = (char)0xc1; /* never-used msgpack byte */
 	assert_int_equal(aep_store_apply(s, 100, copy, len, NULL, NULL), AEP_EINVALID);
 	/* Unknown op and kind. */
-	static const char bad_op[] = "\x91\x9a\x09\x02\xc0\xa1x\x00\xc0\x00\xc0\xc0\xc0";
-	static const char bad_kind[] = "\x91\x9a\x03\x7f\xc0\xa1x\x00\xc0\x00\xc0\xc0\xc0";
-	static const char good_del[] = "\x91\x9a\x03\x02\xa1x\xa1x\x00\xc0\x00\xc0\xc0\xc0";
+	static const char bad_op[] = "\x91\x9b\x09\x02\xc0\xa1x\x00\xc0\x00\xc0\xc0\xc0\xc0";
+	static const char bad_kind[] = "\x91\x9b\x03\x7f\xc0\xa1x\x00\xc0\x00\xc0\xc0\xc0\xc0";
+	static const char good_del[] = "\x91\x9b\x03\x02\xa1x\xa1x\x00\xc0\x00\xc0\xc0\xc0\xc0";
 	assert_int_equal(aep_store_apply(s, 100, bad_op, sizeof(bad_op) - 1, NULL, NULL),
 			 AEP_EINVALID);
 	assert_int_equal(aep_store_apply(s, 100, bad_kind, sizeof(bad_kind) - 1, NULL, NULL),
@@ -870,6 +870,91 @@ static void store_new_survives_allocation_failure(void **state)
 	}
 }
 
+static struct aep_cmd bind_cmd(const char *ns, const char *name, const char *node, const char *uid)
+{
+	struct aep_cmd c = {.op = AEP_OP_BIND,
+			    .kind = AEP_KIND_POD,
+			    .ns = ns,
+			    .name = name,
+			    .node = node,
+			    .now_ns = 5};
+	if (uid != NULL)
+		snprintf(c.uid, sizeof(c.uid), "%s", uid);
+	return c;
+}
+
+/* The scheduler's binding: an unbound pod gets spec.nodeName once; every
+ * refusal names why and changes nothing. */
+static void bind_sets_node_once(void **state)
+{
+	(void)state;
+	struct aep_store *s = fx_new_store();
+	struct names n;
+	struct aep_result r;
+	uint64_t index = 1;
+	create_pods(s, &index); /* default/e (uid u5) and kube-system/a are unbound */
+	struct aep_object *before = aep_store_get(s, AEP_KIND_POD, "default", "e");
+	uint64_t rev = aep_store_revision(s);
+
+	struct aep_cmd c = bind_cmd("default", "e", "n3", "u5");
+	assert_int_equal(fx_apply1(s, index++, &c, &r), 0);
+	assert_string_equal(r.obj->node_name, "n3");
+	assert_int_equal(r.rv, AEP_REV(index - 1, 0));
+	assert_int_equal(r.obj->meta.generation, before->meta.generation + 1);
+	assert_string_equal(r.obj->meta.uid, "u5");
+	aep_result_clear(&r);
+	assert_string_equal(on_node(s, "n3", &n), "default/e");
+	struct aep_object *after = aep_store_get(s, AEP_KIND_POD, "default", "e");
+	/* The bound object is exactly what a client's update with nodeName
+	 * set would have stored: same canonical bytes apart from metadata. */
+	struct aep_buf b;
+	aep_buf_init(&b);
+	fx_pod(&b, "default", "e", NULL, "n3", "img");
+	struct aep_object *want = NULL;
+	struct aep_error e = {0};
+	assert_int_equal(aep_object_decode(b.data, b.len, &want, &e), 0);
+	struct aep_object *stamped = NULL;
+	assert_int_equal(aep_object_stamp(want, "u5", after->meta.rv, after->meta.created_ns,
+					  after->meta.generation, &stamped),
+			 0);
+	assert_int_equal(stamped->len, after->len);
+	assert_memory_equal(stamped->data, after->data, after->len);
+	aep_object_unref(stamped);
+	aep_object_unref(want);
+	aep_buf_free(&b);
+
+	uint64_t rev_bound = aep_store_revision(s);
+	assert_true(rev_bound > rev);
+	static const struct {
+		const char *ns, *name, *node, *uid;
+		int code;
+		const char *msg;
+	} bad[] = {
+	    {"default", "e", "n4", NULL, AEP_ECONFLICT, "already bound to node \"n3\""},
+	    {"default", "a", "n4", NULL, AEP_ECONFLICT, "already bound to node \"n1\""},
+	    {"default", "zz", "n4", NULL, AEP_ENOTFOUND, "pods \"zz\" not found"},
+	    {"kube-system", "a", "n4", "other", AEP_ECONFLICT, "deleted and created again"},
+	    {"kube-system", "a", "Bad_Node", NULL, AEP_EINVALID, "node name"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		c = bind_cmd(bad[i].ns, bad[i].name, bad[i].node, bad[i].uid);
+		assert_int_equal(fx_apply1(s, index++, &c, &r), bad[i].code);
+		assert_non_null(strstr(r.msg, bad[i].msg));
+		aep_result_clear(&r);
+	}
+	c = bind_cmd("default", "e", "n4", NULL);
+	c.kind = AEP_KIND_SERVICE;
+	assert_int_equal(fx_apply1_code(s, index++, &c), AEP_EINVALID);
+	assert_int_equal(aep_store_revision(s), rev_bound);
+	assert_string_equal(on_node(s, "n4", &n), "");
+	struct aep_object *ks = aep_store_get(s, AEP_KIND_POD, "kube-system", "a");
+	assert_null(ks->node_name);
+	aep_object_unref(ks);
+	aep_object_unref(after);
+	aep_object_unref(before);
+	aep_store_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -880,6 +965,7 @@ int main(void)
 	    cmocka_unit_test(list_by_namespace_and_selector),
 	    cmocka_unit_test(list_stops_early),
 	    cmocka_unit_test(pods_on_node_follow_updates),
+	    cmocka_unit_test(bind_sets_node_once),
 	    cmocka_unit_test(batch_positions_and_members),
 	    cmocka_unit_test(malformed_entries_change_nothing),
 	    cmocka_unit_test(apply_is_deterministic),
