@@ -132,7 +132,7 @@ static void req_error(struct req *r, int code, const char *msg)
 /* A random (version 4) UUID. Random bytes come from OpenSSL's generator
  * in blocks of 4 KiB: a call (or a getrandom() system call) per object
  * costs more than the rest of a create. */
-static int uuid4(struct master *m, char out[40])
+int master__uuid4(struct master *m, char out[40])
 {
 	static const char hex[] = "0123456789abcdef";
 	if (m->rand_off + 16 > sizeof(m->rand_pool)) {
@@ -524,7 +524,7 @@ static void handle_create_update(struct req *r, const msgpack_object *params)
 	    .obj = o->data,
 	    .obj_len = o->len,
 	};
-	if (cmd.op == AEP_OP_CREATE && uuid4(m, cmd.uid) != 0) {
+	if (cmd.op == AEP_OP_CREATE && master__uuid4(m, cmd.uid) != 0) {
 		aep_object_unref(o);
 		req_error(r, AEP_EINTERNAL, "no random numbers for a uid");
 		return;
@@ -1071,6 +1071,24 @@ static void handle_transfer(struct req *r, const msgpack_object *params)
 	aep_free(to);
 }
 
+/* plan {objects}: where the pods of a manifest would land; the leader
+ * answers from its scheduler's cache, a follower forwards. */
+static void handle_plan(struct req *r, const msgpack_object *params)
+{
+	struct aep_error e = {0};
+	struct aep_buf b;
+	if (!is_leader(r->m)) {
+		forward(r, params);
+		return;
+	}
+	aep_buf_init(&b);
+	if (master__sched_plan(r->m, params, &b, &e) != 0)
+		req_error(r, e.code, e.msg);
+	else
+		req_reply(r, b.data, b.len);
+	aep_buf_free(&b);
+}
+
 /* ---- dispatch ------------------------------------------------------------- */
 
 static void dispatch(struct req *r, const msgpack_object *params);
@@ -1143,6 +1161,7 @@ static void dispatch(struct req *r, const msgpack_object *params)
 	}
 	case MASTER_M_ANNOUNCE: handle_announce(r, params); break;
 	case MASTER_M_TRANSFER: handle_transfer(r, params); break;
+	case MASTER_M_PLAN: handle_plan(r, params); break;
 	default: req_error(r, AEP_EINTERNAL, "unhandled method"); break;
 	}
 }
@@ -1263,6 +1282,14 @@ void master__leadership(void *data, bool leader)
 		aep_rpc_client_close(m->fwd, fwd_closed, NULL);
 		m->fwd = NULL;
 	}
+	if (leader && !m->stopping) {
+		if (master__sched_start(m) != 0)
+			fprintf(stderr,
+				"aep master %s: cannot start the scheduler: out of memory\n",
+				m->name);
+	} else if (!leader) {
+		master__sched_stop(m);
+	}
 	maybe_announce(m);
 }
 
@@ -1287,6 +1314,10 @@ void master__publish_metrics(struct master *m)
 	for (int k = 0; k < AEP_KIND__COUNT; k++)
 		m->metrics.objects[k] = aep_store_count(m->store, (enum aep_kind)k);
 	m->metrics.watches = m->nwatches;
+	m->metrics.sched_bound = m->sched_bound;
+	m->metrics.sched_refused = m->sched_refused;
+	m->metrics.sched_failed = m->sched_failed;
+	m->metrics.sched_queued = master__sched_queued(m);
 	m->metrics.connections = m->nconns;
 	memcpy(m->metrics.methods, m->stats, sizeof(m->stats));
 	m->metrics.ready = st.leader_name != NULL && st.applied_index >= st.commit_index;

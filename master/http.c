@@ -64,6 +64,15 @@ static void render_metrics(struct master *m, struct aep_buf *b)
 			       aep_kind_info((enum aep_kind)k)->name,
 			       (unsigned long long)x->objects[k]);
 	gauge(b, "aep_watches", "Active watches on this master.", "gauge", n, x->watches);
+	gauge(b, "aep_scheduler_bindings_total", "Pods bound by this master's scheduler.",
+	      "counter", n, x->sched_bound);
+	gauge(b, "aep_scheduler_bindings_refused_total",
+	      "Bindings the store refused (pod deleted, re-created or already bound).", "counter",
+	      n, x->sched_refused);
+	gauge(b, "aep_scheduler_failures_total", "Placement attempts that found no node.",
+	      "counter", n, x->sched_failed);
+	gauge(b, "aep_scheduler_queued", "Pods waiting for a node (leader only).", "gauge", n,
+	      x->sched_queued);
 	aep_buf_printf(b, "# HELP aep_api_requests_total API requests by method.\n"
 			  "# TYPE aep_api_requests_total counter\n");
 	for (int i = 0; i < MASTER_M__COUNT; i++)

@@ -20,18 +20,19 @@
 enum { MASTER_NBUCKETS = 0 MASTER_BUCKETS(MASTER__BUCKET_COUNT) };
 
 /* X(enum, "method", write?) — the API's methods (docs/API.md). */
-#define MASTER_METHODS(X)            \
-	X(CREATE, "create", true)    \
-	X(GET, "get", false)         \
-	X(LIST, "list", false)       \
-	X(UPDATE, "update", true)    \
-	X(DELETE, "delete", true)    \
-	X(WATCH, "watch", false)     \
-	X(UNWATCH, "unwatch", false) \
-	X(STATUS, "status", false)   \
-	X(MEMBERS, "members", false) \
+#define MASTER_METHODS(X)             \
+	X(CREATE, "create", true)     \
+	X(GET, "get", false)          \
+	X(LIST, "list", false)        \
+	X(UPDATE, "update", true)     \
+	X(DELETE, "delete", true)     \
+	X(WATCH, "watch", false)      \
+	X(UNWATCH, "unwatch", false)  \
+	X(STATUS, "status", false)    \
+	X(MEMBERS, "members", false)  \
 	X(ANNOUNCE, "announce", true) \
-	X(TRANSFER, "transfer", true)
+	X(TRANSFER, "transfer", true) \
+	X(PLAN, "plan", false)
 
 enum master_method {
 #define MASTER__M_ENUM(e, s, w) MASTER_M_##e,
@@ -59,6 +60,7 @@ struct master_metrics {
 	uint64_t objects[AEP_KIND__COUNT];
 	uint64_t watches;
 	uint64_t connections;
+	uint64_t sched_bound, sched_refused, sched_failed, sched_queued;
 	struct master_method_stats methods[MASTER_M__COUNT];
 	bool ready;
 };
@@ -112,9 +114,18 @@ struct master {
 
 	struct master_metrics metrics;
 	void *httpd;
+
+	/* The scheduler (sched.c): runs only while this master leads. */
+	struct master_sched *sched;
+	uint64_t sched_epoch;		 /* bumps when a scheduler's cache ends */
+	struct aep_buf sched_policy_doc; /* --scheduler-policy as msgpack; empty: default */
+	uint64_t sched_bound, sched_refused, sched_failed;
+	uint64_t sched_queued; /* published by sched.c while leader */
 };
 
 /* api.c */
+/* A random (version 4) UUID into @out. Returns 0 or AEP_EINTERNAL. */
+int master__uuid4(struct master *m, char out[40]);
 extern const struct aep_rpc_handler master__rpc_handler;
 void master__publish_metrics(struct master *m);
 void master__leadership(void *data, bool leader);
@@ -127,5 +138,21 @@ const char *master__leader_api(struct master *m);
 /* http.c */
 int master__http_start(struct master *m, struct aep_error *e);
 void master__http_stop(struct master *m);
+
+/* sched.c: the leader's scheduler loop and the plan method. */
+/* Start the scheduler on this (new) leader: build its cache from the
+ * store and place pods from now on. Returns 0 or AEP_ENOMEM. */
+int master__sched_start(struct master *m);
+/* Stop it (leadership lost or shutting down); NULL-safe, idempotent. */
+void master__sched_stop(struct master *m);
+/* Pods waiting for a node; 0 when this master does not lead. */
+uint64_t master__sched_queued(struct master *m);
+/* The plan method: where the pods of params.objects would land. Leader
+ * only. Returns 0 with the reply appended to @out, or an error in @e. */
+int master__sched_plan(struct master *m, const msgpack_object *params, struct aep_buf *out,
+		       struct aep_error *e);
+/* Read and check --scheduler-policy FILE (YAML or JSON); kept for every
+ * later leadership term. */
+int master__sched_load_policy(struct master *m, const char *path, struct aep_error *e);
 
 #endif /* AEP_MASTER_INT_H */

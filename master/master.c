@@ -24,7 +24,7 @@ static void usage(FILE *f)
 	    "                  --initial-cluster NAME=PEERADDR,... [--pki DIR]\n"
 	    "                  [--advertise ADDR] [--http ADDR]\n"
 	    "                  [--snapshot-threshold N] [--snapshot-trailing N]\n"
-	    "                  [--max-inflight N]\n"
+	    "                  [--max-inflight N] [--scheduler-policy FILE]\n"
 	    "\n"
 	    "  --name               this master's name, one of --initial-cluster\n"
 	    "  --dir                data directory (Raft log and snapshots)\n"
@@ -36,7 +36,10 @@ static void usage(FILE *f)
 	    "  --http               address for /livez /readyz /metrics (plain HTTP)\n"
 	    "  --snapshot-threshold entries between snapshots (default 8192)\n"
 	    "  --snapshot-trailing  entries kept behind a snapshot (default 2048)\n"
-	    "  --max-inflight       Raft entries in flight at once (group commit; default 4)\n");
+	    "  --max-inflight       Raft entries in flight at once (group commit; default 4)\n"
+	    "  --scheduler-policy   predicates and priorities (YAML or JSON, OpenShift's\n"
+	    "                       scheduler.json shape) instead of the default: region\n"
+	    "                       affinity and zone anti-affinity on the basic predicates\n");
 }
 
 /* "m1=127.0.0.1:7101,m2=..." into peers (pointing into @spec, modified). */
@@ -133,6 +136,7 @@ static void stop(struct master *m)
 	m->stopping = true;
 	fprintf(stderr, "aep master %s: stopping\n", m->name);
 	master__retry_parked(m); /* answers them: shutting down */
+	master__sched_stop(m);
 	uv_timer_stop(&m->tick);
 	master__http_stop(m);
 	aep_rpc_server_close(m->rpc, rpc_closed, m);
@@ -171,6 +175,7 @@ int aep_master_main(int argc, char **argv)
 	    {"snapshot-threshold", required_argument, NULL, 'T'},
 	    {"snapshot-trailing", required_argument, NULL, 'R'},
 	    {"max-inflight", required_argument, NULL, 'I'},
+	    {"scheduler-policy", required_argument, NULL, 'S'},
 	    {"help", no_argument, NULL, '?'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -178,6 +183,7 @@ int aep_master_main(int argc, char **argv)
 	memset(&m, 0, sizeof(m));
 	m.rand_off = sizeof(m.rand_pool);
 	char *cluster = NULL;
+	const char *policy = NULL;
 	char pki_default[PATH_MAX];
 	int c;
 	optind = 1;
@@ -194,6 +200,7 @@ int aep_master_main(int argc, char **argv)
 		case 'T': m.snapshot_threshold = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'R': m.snapshot_trailing = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'I': m.max_inflight = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'S': policy = optarg; break;
 		default: usage(stderr); return 2;
 		}
 	}
@@ -222,6 +229,11 @@ int aep_master_main(int argc, char **argv)
 		found |= strcmp(m.peers[i].name, m.name) == 0;
 	if (!found) {
 		fprintf(stderr, "aep master: --name %s is not in --initial-cluster\n", m.name);
+		rv = 2;
+		goto err_after_peers;
+	}
+	if (policy != NULL && master__sched_load_policy(&m, policy, &e) != 0) {
+		fprintf(stderr, "aep master: --scheduler-policy %s\n", e.msg);
 		rv = 2;
 		goto err_after_peers;
 	}
@@ -312,6 +324,7 @@ err_after_tls:
 err_after_mutex:
 	pthread_mutex_destroy(&m.metrics.lock);
 err_after_peers:
+	aep_buf_free(&m.sched_policy_doc);
 	aep_free(m.peers);
 	aep_free(cluster_copy);
 	return rv;
