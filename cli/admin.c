@@ -1,9 +1,18 @@
-/* aep version and aep admin (init, issue, members).
+/* aep version and aep admin (init, issue, members, manage-node).
  *
  * admin members asks any master for the member list, then asks each member
  * directly (its own connection, a short timeout) for its status, so the
  * LEADER and APPLIED columns are each master's own view; a member that does
- * not answer shows its listed role and no applied index. */
+ * not answer shows its listed role and no applied index.
+ *
+ * admin manage-node (oadm manage-node grammar) reads each Node, sets or
+ * clears spec.unschedulable and writes it back with the resourceVersion it
+ * read as a precondition, reading again on Conflict (a few times).
+ * --evacuate then deletes every pod bound to the node; it is refused on a
+ * node that is schedulable (new pods would land there again) unless the
+ * same call marks it unschedulable. Each node is handled on its own: a
+ * failure is reported and the next node still goes; the exit code is 1
+ * when any failed. */
 #include "cli/cli.h"
 #include "cli/internal.h"
 
@@ -12,6 +21,7 @@
 #include <string.h>
 
 #define MEMBER_TIMEOUT_MS 2000u
+#define CONFLICT_RETRIES  5
 
 /* ---- version ------------------------------------------------------------------------ */
 
@@ -229,10 +239,238 @@ static int admin_members(struct cli *c)
 	return status;
 }
 
+/* ---- manage-node ------------------------------------------------------------------------- */
+
+static json_t *node_params(const char *name)
+{
+	return json_pack("{s:s, s:s}", "kind", "Node", "name", name);
+}
+
+/* Make @name's spec.unschedulable say !@schedulable. *@unschedulable gets
+ * the state the node is left in. Returns 0, or 1 after printing an error. */
+static int set_schedulable(struct cli *c, const char *name, bool schedulable, bool *unschedulable)
+{
+	struct aep_error e = {0};
+	for (int attempt = 0;; attempt++) {
+		struct cli__reply r;
+		if (cli__call(c, "get", node_params(name), &r, &e) != 0) {
+			if (e.code == AEP_ENOTFOUND)
+				aep_errorf(&e, AEP_ENOTFOUND, "nodes \"%s\" not found", name);
+			cli__report(&e);
+			return 1;
+		}
+		json_t *obj = cli__mp_to_json(&r.obj);
+		cli__reply_free(&r);
+		if (obj == NULL) {
+			fprintf(stderr, "error: out of memory\n");
+			return 1;
+		}
+		json_t *spec = json_object_get(obj, "spec");
+		bool was = json_is_true(json_object_get(spec, "unschedulable"));
+		if (was == !schedulable) {
+			json_decref(obj);
+			*unschedulable = was;
+			printf("node/%s already %s\n", name, was ? "unschedulable" : "schedulable");
+			return 0;
+		}
+		if (!json_is_object(spec)) {
+			spec = json_object();
+			if (spec == NULL || json_object_set_new(obj, "spec", spec) != 0) {
+				json_decref(obj);
+				fprintf(stderr, "error: out of memory\n");
+				return 1;
+			}
+		}
+		int rv = schedulable
+			     ? json_object_del(spec, "unschedulable") != 0 ? AEP_EINTERNAL : 0
+			     : json_object_set_new(spec, "unschedulable", json_true());
+		if (rv != 0) {
+			json_decref(obj);
+			fprintf(stderr, "error: out of memory\n");
+			return 1;
+		}
+		/* obj still carries the resourceVersion it was read at */
+		rv = cli__call(c, "update", json_pack("{s:o}", "object", obj), &r, &e);
+		if (rv == AEP_ECONFLICT && attempt < CONFLICT_RETRIES)
+			continue;
+		if (rv != 0) {
+			if (e.code == AEP_ENOTFOUND)
+				aep_errorf(&e, AEP_ENOTFOUND, "nodes \"%s\" not found", name);
+			cli__report(&e);
+			return 1;
+		}
+		cli__reply_free(&r);
+		*unschedulable = !schedulable;
+		printf("node/%s marked %s\n", name, schedulable ? "schedulable" : "unschedulable");
+		fflush(stdout);
+		return 0;
+	}
+}
+
+/* Is @name marked unschedulable? 0 and *@out, or 1 after printing an error. */
+static int node_unschedulable(struct cli *c, const char *name, bool *out)
+{
+	struct aep_error e = {0};
+	struct cli__reply r;
+	if (cli__call(c, "get", node_params(name), &r, &e) != 0) {
+		if (e.code == AEP_ENOTFOUND)
+			aep_errorf(&e, AEP_ENOTFOUND, "nodes \"%s\" not found", name);
+		cli__report(&e);
+		return 1;
+	}
+	*out = cli__mp_bool(&r.obj, "spec.unschedulable", false);
+	cli__reply_free(&r);
+	return 0;
+}
+
+/* Delete every pod bound to @node. Returns 0, or 1 when the list or a
+ * delete failed (after printing it). */
+static int evacuate(struct cli *c, const char *node)
+{
+	struct aep_error e = {0};
+	struct cli__reply r;
+	if (cli__call(c, "list", json_pack("{s:s}", "kind", "Pod"), &r, &e) != 0) {
+		aep_error_prefix(&e, "evacuate node/%s: list pods", node);
+		cli__report(&e);
+		return 1;
+	}
+	const msgpack_object *items = cli__mp_path(&r.obj, "items");
+	if (items == NULL || items->type != MSGPACK_OBJECT_ARRAY) {
+		cli__reply_free(&r);
+		fprintf(stderr, "error: evacuate node/%s: unexpected answer from the server\n",
+			node);
+		return 1;
+	}
+	int status = 0;
+	size_t deleted = 0;
+	for (uint32_t i = 0; i < items->via.array.size; i++) {
+		const msgpack_object *p = &items->via.array.ptr[i];
+		char on[AEP_NAME_MAX + 1], ns[AEP_NAME_MAX + 1], name[AEP_NAME_MAX + 1];
+		if (strcmp(cli__mp_str(p, "spec.nodeName", on, sizeof(on), ""), node) != 0)
+			continue;
+		cli__mp_str(p, "metadata.namespace", ns, sizeof(ns), "default");
+		cli__mp_str(p, "metadata.name", name, sizeof(name), "");
+		struct cli__reply d;
+		json_t *params =
+		    json_pack("{s:s, s:s, s:s}", "kind", "Pod", "namespace", ns, "name", name);
+		if (cli__call(c, "delete", params, &d, &e) != 0) {
+			if (e.code == AEP_ENOTFOUND)
+				continue; /* gone meanwhile: that is what we wanted */
+			aep_error_prefix(&e, "evacuate node/%s: delete pod/%s/%s", node, ns, name);
+			cli__report(&e);
+			status = 1;
+			continue;
+		}
+		cli__reply_free(&d);
+		printf("pod/%s/%s deleted\n", ns, name);
+		fflush(stdout);
+		deleted++;
+	}
+	cli__reply_free(&r);
+	if (deleted == 0 && status == 0)
+		printf("node/%s: no pods to evacuate\n", node);
+	return status;
+}
+
+static int manage_one(struct cli *c, const char *name)
+{
+	bool unschedulable = false;
+	if (c->o.schedulable_set) {
+		if (set_schedulable(c, name, c->o.schedulable, &unschedulable) != 0)
+			return 1;
+	} else if (node_unschedulable(c, name, &unschedulable) != 0) {
+		return 1;
+	}
+	if (!c->o.evacuate)
+		return 0;
+	if (!unschedulable) {
+		fprintf(stderr,
+			"error: node/%s is schedulable: new pods would land on it again. Mark it "
+			"unschedulable first (add --schedulable=false), then evacuate\n",
+			name);
+		return 1;
+	}
+	return evacuate(c, name);
+}
+
+/* The nodes matching -l, as a heap array of heap strings in *@out. */
+static int selected_nodes(struct cli *c, char ***out, size_t *n)
+{
+	struct aep_error e = {0};
+	struct cli__reply r;
+	*out = NULL;
+	*n = 0;
+	if (cli__call(c, "list",
+		      json_pack("{s:s, s:s}", "kind", "Node", "labelSelector", c->o.selector), &r,
+		      &e) != 0) {
+		cli__report(&e);
+		return 1;
+	}
+	const msgpack_object *items = cli__mp_path(&r.obj, "items");
+	uint32_t count =
+	    items != NULL && items->type == MSGPACK_OBJECT_ARRAY ? items->via.array.size : 0;
+	char **v = aep_calloc(count + 1, sizeof(*v));
+	int status = v == NULL;
+	for (uint32_t i = 0; i < count && status == 0; i++) {
+		char name[AEP_NAME_MAX + 1];
+		v[i] = aep_strdup(
+		    cli__mp_str(&items->via.array.ptr[i], "metadata.name", name, sizeof(name), ""));
+		status = v[i] == NULL;
+		*n += v[i] != NULL;
+	}
+	cli__reply_free(&r);
+	if (status != 0)
+		fprintf(stderr, "error: out of memory\n");
+	*out = v;
+	return status;
+}
+
+static int admin_manage_node(struct cli *c)
+{
+	static const char usage[] = "usage: aep admin manage-node NODE... [-l SELECTOR] "
+				    "--schedulable=false|true [--evacuate]";
+	if (!c->o.schedulable_set && !c->o.evacuate) {
+		fprintf(stderr, "error: you must provide --schedulable or --evacuate (%s)\n",
+			usage);
+		return 1;
+	}
+	if (c->o.evacuate && c->o.schedulable_set && c->o.schedulable) {
+		fprintf(stderr, "error: --evacuate cannot be combined with --schedulable=true: the "
+				"evacuated pods' replacements would land on the node again\n");
+		return 1;
+	}
+	if ((c->o.nargs == 0) == (c->o.selector == NULL)) {
+		fprintf(stderr, "error: %s (%s)\n",
+			c->o.nargs == 0 ? "you must provide one or more nodes or -l SELECTOR"
+					: "nodes and -l SELECTOR cannot be combined",
+			usage);
+		return 1;
+	}
+	char **names = NULL;
+	size_t n = 0;
+	if (c->o.selector != NULL) {
+		if (selected_nodes(c, &names, &n) != 0) {
+			for (size_t i = 0; names != NULL && i < n; i++)
+				aep_free(names[i]);
+			aep_free(names);
+			return 1;
+		}
+		if (n == 0)
+			fprintf(stderr, "No nodes match \"%s\"\n", c->o.selector);
+	}
+	int status = 0;
+	for (size_t i = 0; i < (names ? n : c->o.nargs); i++)
+		status |= manage_one(c, names ? names[i] : c->o.args[i]);
+	for (size_t i = 0; names != NULL && i < n; i++)
+		aep_free(names[i]);
+	aep_free(names);
+	return status;
+}
+
 int cli__cmd_admin(struct cli *c)
 {
 	if (c->o.nargs == 0) {
-		fprintf(stderr, "error: usage: aep admin init|issue|members ...\n");
+		fprintf(stderr, "error: usage: aep admin init|issue|members|manage-node ...\n");
 		return 1;
 	}
 	const char *sub = c->o.args[0];
@@ -245,6 +483,8 @@ int cli__cmd_admin(struct cli *c)
 		rv = admin_issue(c);
 	else if (strcmp(sub, "members") == 0)
 		rv = admin_members(c);
+	else if (strcmp(sub, "manage-node") == 0)
+		rv = admin_manage_node(c);
 	else {
 		fprintf(stderr, "error: unknown command \"%s\" for \"aep admin\"\n", sub);
 		rv = 1;

@@ -30,6 +30,9 @@ static const char usage_text[] =
     "                             delete objects\n"
     "  label KIND NAME k=v k2-    add, change (--overwrite) or remove labels\n"
     "  version                    client and server versions (--client: client only)\n"
+    "  plan -f FILE [-o wide|json|yaml]\n"
+    "                             where the scheduler would put the pods of a manifest\n"
+    "                             (Pods, ReplicationControllers' replicas); writes nothing\n"
     "\n"
     "Cluster administration:\n"
     "  admin init --dir DIR --masters m1=HOST:PORT,...\n"
@@ -38,6 +41,9 @@ static const char usage_text[] =
     "  admin issue --dir DIR --cn NAME [--org O] [--sans a,b] --cert FILE --key FILE\n"
     "                             issue a certificate signed by DIR/pki/ca\n"
     "  admin members [-o json]    the masters, their roles and applied indexes\n"
+    "  admin manage-node NODE... [-l SELECTOR] --schedulable=false|true [--evacuate]\n"
+    "                             mark nodes (un)schedulable; --evacuate deletes the pods\n"
+    "                             bound to unschedulable nodes\n"
     "  master ...                 run a master peer\n"
     "  up ...                     run a local cluster\n"
     "\n"
@@ -335,7 +341,9 @@ enum {
 	F_SANS,
 	F_CERT,
 	F_KEY,
-	F_SHOW_LABELS
+	F_SHOW_LABELS,
+	F_SCHEDULABLE,
+	F_EVACUATE
 };
 
 static const struct flag flags[] = {
@@ -362,6 +370,8 @@ static const struct flag flags[] = {
     {"cert", 0, true, F_CERT},
     {"key", 0, true, F_KEY},
     {"show-labels", 0, false, F_SHOW_LABELS},
+    {"schedulable", 0, false, F_SCHEDULABLE},
+    {"evacuate", 0, false, F_EVACUATE},
 };
 
 static int set_flag(struct cli__opts *o, int id, const char *v, bool *help)
@@ -397,6 +407,21 @@ static int set_flag(struct cli__opts *o, int id, const char *v, bool *help)
 	case F_CERT: o->cert = v; break;
 	case F_KEY: o->key = v; break;
 	case F_SHOW_LABELS: o->show_labels = true; break;
+	case F_SCHEDULABLE:
+		/* a boolean with an optional value (pflag): --schedulable is true */
+		if (v == NULL || strcmp(v, "true") == 0 || strcmp(v, "True") == 0 ||
+		    strcmp(v, "TRUE") == 0 || strcmp(v, "t") == 0 || strcmp(v, "1") == 0)
+			o->schedulable = true;
+		else if (strcmp(v, "false") == 0 || strcmp(v, "False") == 0 ||
+			 strcmp(v, "FALSE") == 0 || strcmp(v, "f") == 0 || strcmp(v, "0") == 0)
+			o->schedulable = false;
+		else
+			return local_error("invalid argument \"%s\" for --schedulable: use "
+					   "--schedulable=true or --schedulable=false",
+					   v);
+		o->schedulable_set = true;
+		break;
+	case F_EVACUATE: o->evacuate = true; break;
 	}
 	return 0;
 }
@@ -428,6 +453,12 @@ static int parse_args(int argc, char **argv, struct cli__opts *o, bool *help)
 			}
 			if (f == NULL)
 				return local_error("unknown flag: --%.*s", (int)n, name);
+			if (f->id == F_SCHEDULABLE) {
+				/* the one boolean whose "=false" means something */
+				if (set_flag(o, f->id, eq ? eq + 1 : NULL, help) != 0)
+					return 1;
+				continue;
+			}
 			if (eq != NULL) {
 				if (!f->has_value) {
 					if (strcmp(eq + 1, "true") == 0)
@@ -520,6 +551,7 @@ int aep_cli_main(int argc, char **argv)
 	    {"apply", cli__cmd_apply},	     {"delete", cli__cmd_delete},
 	    {"describe", cli__cmd_describe}, {"label", cli__cmd_label},
 	    {"version", cli__cmd_version},   {"admin", cli__cmd_admin},
+	    {"plan", cli__cmd_plan},
 	};
 	rv = -1;
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {

@@ -112,6 +112,9 @@ struct cli__opts {
 	bool overwrite;
 	bool show_labels;
 	bool client_only;
+	bool schedulable_set; /* --schedulable[=true|false] was given */
+	bool schedulable;
+	bool evacuate;
 	unsigned timeout_ms;
 	char **args; /* positional arguments after the verb */
 	size_t nargs;
@@ -176,5 +179,6 @@ int cli__cmd_describe(struct cli *c);
 int cli__cmd_label(struct cli *c);
 int cli__cmd_version(struct cli *c);
 int cli__cmd_admin(struct cli *c);
+int cli__cmd_plan(struct cli *c);
 
 #endif /* AEP_CLI_INTERNAL_H */

@@ -23,11 +23,22 @@ import time
 import msgpack
 
 sys.path.insert(0, os.path.dirname(__file__))
-from aeptest import AEP, Client, Cluster, RpcError, pod, run  # noqa: E402
+from aeptest import AEP, Client, Cluster, RpcError, run  # noqa: E402
+from aeptest import pod as unbound_pod  # noqa: E402
 
 DOC = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "BAD-INPUT.md")
 KINDS = ["Namespace", "Node", "Pod", "ReplicationController", "Service", "Endpoints", "Event"]
 NS = "bad-input"
+
+
+def pod(name, labels=None, ns=None, image="busybox"):
+    """A pod already bound to the fixture's node: the leader's scheduler
+    leaves it alone, so nothing but the rows writes to the store (an
+    unbound pod on a cluster without ready nodes gets FailedScheduling
+    events, which would move the revision under a row)."""
+    p = unbound_pod(name, labels, ns=ns, image=image)
+    p["spec"]["nodeName"] = "fixture-node"
+    return p
 FOLLOW_ID = 4242
 FOLLOW_UP = msgpack.packb([0, FOLLOW_ID, "status", [{}]])
 WIRE_WAIT = 5.0
@@ -509,7 +520,8 @@ def bomb():
 
 def pod_yaml(name):
     return ("apiVersion: v1\nkind: Pod\nmetadata:\n  name: %s\n  namespace: %s\n"
-            "spec:\n  containers:\n  - {name: c, image: busybox}\n" % (name, NS))
+            "spec:\n  nodeName: fixture-node\n  containers:\n  - {name: c, image: busybox}\n"
+            % (name, NS))
 
 
 def f17(x):
