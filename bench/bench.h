@@ -30,6 +30,9 @@ void bench_cluster_stop(struct bench_cluster *c);
 double bench_metric(struct bench_cluster *c, unsigned i, const char *name);
 
 int bench_store(int argc, char **argv);
+/* aep-bench sched (sched.c): scheduling throughput and placement checks;
+ * argv[0] is "sched". Returns the exit status. */
+int bench_sched(int argc, char **argv);
 
 /* Latency samples → percentiles (sorts in place). */
 double bench_percentile(double *v, size_t n, double p);

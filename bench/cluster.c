@@ -125,7 +125,7 @@ int bench_cluster_start(struct bench_cluster *c, unsigned n, unsigned base, cons
 	/* Masters are named m1..mN: the leader's index from its name. */
 	unsigned li = 0;
 	for (unsigned i = 0; i < n; i++) {
-		if (strcmp(names[i], leader) == 0)
+		if (strncmp(names[i], leader, sizeof(names[i])) == 0)
 			li = i;
 	}
 	c->leader = li;

@@ -1,0 +1,1519 @@
+/* aep-bench sched: scheduling throughput of a master cluster.
+ *
+ * Happy path: start --masters masters on 127.0.0.1; register --nodes Node
+ * objects (no agents) labelled region=rI, zone=rI-zJ, each Ready and with
+ * room for its share of the pods twice over; create --rcs
+ * ReplicationControllers, each pinned to one region by its template's
+ * nodeSelector; open a watch on Pods on a follower (the leader stays free
+ * for the scheduler); then create --pods Pods (the RCs' replicas, labels
+ * and template spec) pipelined over --conns connections to the leader,
+ * --window calls in flight. The leader's scheduler binds each pod (sets
+ * spec.nodeName through Raft); the watch records, per pod, when its first
+ * binding is seen and whether it ever changes. When every pod is bound,
+ * pods and nodes are listed from the leader and checked: capacity, region,
+ * zone spread, double binding, lost and extra pods.
+ *
+ * Failure modes: a create that fails, a watch that ends, or a deadline
+ * (--timeout) reached before every pod is bound fail the run with what is
+ * missing; each check that fails adds to violations and prints its first
+ * examples. The exit status is non-zero in either case. The masters and
+ * their directory are removed at exit, also on failure and on SIGINT or
+ * SIGTERM (bench_cluster_start's handler).
+ *
+ * --self-bind binds each pod from here (an update setting spec.nodeName,
+ * round-robin over the zones of the pod's region) for testing the harness
+ * without a scheduler; --self-bind-bad overfills one node (which also
+ * skews the zone spread), puts one pod outside its region and re-binds
+ * another, to show that the checks catch it. */
+#include "bench/bench.h"
+#include "cli/cli.h"
+#include "state/state.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SCHED_MAX_NODES	  1000000u
+#define SCHED_MAX_PODS	  10000000u
+#define SCHED_MAX_RCS	  100000u
+#define SCHED_MAX_REGIONS 1000u
+#define SCHED_MAX_ZONES	  1000u
+#define SCHED_EXAMPLES	  5 /* examples printed per failed check */
+#define GI		  ((int64_t)1 << 30)
+#define MI		  ((int64_t)1 << 20)
+#define KI		  ((int64_t)1 << 10)
+
+enum self_bind { BIND_SCHEDULER, BIND_SELF, BIND_SELF_BAD };
+
+struct sched_opts {
+	unsigned masters, regions, zones, rcs, conns, window, base, timeout_s;
+	uint64_t nodes, pods;
+	int64_t cpu_milli, mem_milli; /* per pod, milli-units */
+	char cpu[32], mem[32];	      /* per pod, as given */
+	enum self_bind bind;
+	char aep[4096];
+};
+
+/* What the watch saw of one pod. Times are monotonic ns, 0 = not yet. */
+struct pod_rec {
+	int64_t t_ack;
+	int64_t t_bind;
+	uint32_t node;	/* 1 + index of the node last seen bound to; 0 = unbound */
+	uint16_t binds; /* bindings seen: 1 is right, more is a violation */
+	bool created;
+	bool deleted;
+};
+
+struct sched_bench;
+struct call_ctx;
+
+/* One batch of calls kept --window deep, spread over the connections. */
+struct phase {
+	const char *what;
+	uint64_t total, next, done, inflight, errors;
+	/* Pack item @i's create params into @buf. */
+	void (*pack)(struct sched_bench *b, uint64_t i, struct aep_buf *buf);
+	/* The answer to a call of item @cc->idx: true when it issued a
+	 * follow-up call on @cc (the item is not done yet). */
+	bool (*answered)(struct sched_bench *b, struct call_ctx *cc, const struct aep_rpc_reply *r);
+};
+
+struct call_ctx {
+	struct sched_bench *b;
+	uint64_t idx;
+	int step; /* 0 create, 1 bind (self-bind), 2 re-bind (self-bind-bad) */
+};
+
+struct sched_bench {
+	struct sched_opts o;
+	uv_loop_t *loop;
+	struct bench_cluster *cl;
+	struct aep_rpc_client **conns;	/* to the leader */
+	struct aep_rpc_client *watcher; /* to a follower */
+	char follower_addr[64];
+	uint64_t watch_id;
+	uint64_t watch_rv; /* last revision seen on the watch */
+	bool rewatching;
+	struct phase ph;
+	struct pod_rec *pods;
+	/* node capacity, as registered */
+	int64_t node_cpu, node_mem, node_pods; /* milli-units */
+	/* progress */
+	uint64_t created, bound, rebinds, unbinds, deleted, foreign;
+	int64_t t_first_send, t_last_ack, t_first_bind, t_last_bind, t_start;
+	uint64_t last_bound; /* at the previous progress line */
+	bool failed;
+	bool closing;	     /* answers now are cancellations: drop them */
+	bool rebind_refused; /* --self-bind-bad: the master would not move pod 0 */
+	bool pods_phase;
+	uv_timer_t progress, deadline;
+	/* self-bind */
+	uint32_t *rc_cursor;   /* per RC: next zone */
+	uint32_t *zone_cursor; /* per region*zones+zone: next node */
+	uint64_t bad_load;     /* pods put on node 0 by --self-bind-bad */
+};
+
+/* The limits of our own clients: whole lists of pods and nodes in one
+ * answer, watch events in large batches. */
+static const struct aep_mp_limits big_limits = {
+    .max_bytes = (size_t)1 << 31,
+    .max_depth = 32,
+    .max_len = 20000000,
+    .max_str = 1 << 20,
+    .max_items = 2000000000,
+};
+
+/* ---- naming and layout ------------------------------------------------------ */
+
+/* Pods of RC k are replicas P/K, the first P%K RCs one more. */
+static void pod_rc(const struct sched_bench *b, uint64_t idx, unsigned *k, uint64_t *j)
+{
+	uint64_t q = b->o.pods / b->o.rcs, rem = b->o.pods % b->o.rcs;
+	if (idx < rem * (q + 1)) {
+		*k = (unsigned)(idx / (q + 1));
+		*j = idx % (q + 1);
+	} else {
+		uint64_t r = idx - rem * (q + 1);
+		*k = (unsigned)(rem + r / q);
+		*j = r % q;
+	}
+}
+
+static uint64_t rc_first(const struct sched_bench *b, unsigned k)
+{
+	uint64_t q = b->o.pods / b->o.rcs, rem = b->o.pods % b->o.rcs;
+	return (uint64_t)k * q + (k < rem ? k : rem);
+}
+
+static uint64_t rc_replicas(const struct sched_bench *b, unsigned k)
+{
+	return rc_first(b, k + 1) - rc_first(b, k);
+}
+
+/* Node i: region i % R, zone (i / R) % Z; named node-%05u from 1. */
+static unsigned node_region(const struct sched_bench *b, uint64_t i)
+{
+	return (unsigned)(i % b->o.regions);
+}
+
+static unsigned node_zone(const struct sched_bench *b, uint64_t i)
+{
+	return (unsigned)((i / b->o.regions) % b->o.zones);
+}
+
+/* Parse decimal digits of @s[*pos..len); false when there are none. */
+static bool parse_num(const char *s, size_t len, size_t *pos, uint64_t *out)
+{
+	size_t p = *pos;
+	uint64_t v = 0;
+	while (p < len && s[p] >= '0' && s[p] <= '9' && p - *pos < 12)
+		v = v * 10 + (uint64_t)(s[p++] - '0');
+	if (p == *pos)
+		return false;
+	*pos = p;
+	*out = v;
+	return true;
+}
+
+/* The index of our pod named rc-K-J, or false for any other name. */
+static bool pod_index(const struct sched_bench *b, const msgpack_object *name, uint64_t *idx)
+{
+	if (name == NULL || name->type != MSGPACK_OBJECT_STR)
+		return false;
+	const char *s = name->via.str.ptr;
+	size_t len = name->via.str.size, p = 3;
+	uint64_t k, j;
+	if (len < 3 || memcmp(s, "rc-", 3) != 0 || !parse_num(s, len, &p, &k) || p >= len ||
+	    s[p++] != '-' || !parse_num(s, len, &p, &j) || p != len || k >= b->o.rcs ||
+	    j >= rc_replicas(b, (unsigned)k))
+		return false;
+	*idx = rc_first(b, (unsigned)k) + j;
+	return true;
+}
+
+/* The index of node-N, or false. */
+static bool node_index(const struct sched_bench *b, const msgpack_object *name, uint64_t *idx)
+{
+	if (name == NULL || name->type != MSGPACK_OBJECT_STR)
+		return false;
+	const char *s = name->via.str.ptr;
+	size_t len = name->via.str.size, p = 5;
+	uint64_t n;
+	if (len < 5 || memcmp(s, "node-", 5) != 0 || !parse_num(s, len, &p, &n) || p != len ||
+	    n == 0 || n > b->o.nodes)
+		return false;
+	*idx = n - 1;
+	return true;
+}
+
+static const msgpack_object *mp_get2(const msgpack_object *o, const char *a, const char *b)
+{
+	return aep_mp_map_get(aep_mp_map_get(o, a), b);
+}
+
+/* A quantity field of @map in milli-units; -1 when absent or malformed. */
+static int64_t mp_qty(const msgpack_object *map, const char *key)
+{
+	const msgpack_object *v = aep_mp_map_get(map, key);
+	struct aep_error e = {0};
+	int64_t q;
+	if (v == NULL)
+		return -1;
+	if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+		return v->via.u64 <= (uint64_t)INT64_MAX / 1000 ? (int64_t)v->via.u64 * 1000 : -1;
+	if (v->type != MSGPACK_OBJECT_STR ||
+	    aep_quantity_parse(v->via.str.ptr, v->via.str.size, &q, &e) != 0)
+		return -1;
+	return q;
+}
+
+/* A quantity in milli-units written the way a manifest would. */
+static void fmt_qty(char *out, size_t size, int64_t milli, bool bytes)
+{
+	if (!bytes) {
+		if (milli % 1000 == 0)
+			snprintf(out, size, "%" PRId64, milli / 1000);
+		else
+			snprintf(out, size, "%" PRId64 "m", milli);
+		return;
+	}
+	int64_t v = (milli + 999) / 1000;
+	if (v % GI == 0)
+		snprintf(out, size, "%" PRId64 "Gi", v / GI);
+	else if (v % MI == 0)
+		snprintf(out, size, "%" PRId64 "Mi", v / MI);
+	else if (v % KI == 0)
+		snprintf(out, size, "%" PRId64 "Ki", v / KI);
+	else
+		snprintf(out, size, "%" PRId64, v);
+}
+
+/* ---- objects ----------------------------------------------------------------- */
+
+static void pack_kv(msgpack_packer *pk, const char *k, const char *v)
+{
+	aep_pack_str(pk, k);
+	aep_pack_str(pk, v);
+}
+
+static void pack_resources(msgpack_packer *pk, const char *cpu, const char *mem, const char *pods)
+{
+	msgpack_pack_map(pk, 3);
+	pack_kv(pk, "cpu", cpu);
+	pack_kv(pk, "memory", mem);
+	pack_kv(pk, "pods", pods);
+}
+
+static void pack_node(struct sched_bench *b, uint64_t i, struct aep_buf *buf)
+{
+	char name[32], region[16], zone[32], ip[32], cpu[32], mem[32], pods[32];
+	snprintf(name, sizeof(name), "node-%05" PRIu64, i + 1);
+	snprintf(region, sizeof(region), "r%u", node_region(b, i));
+	snprintf(zone, sizeof(zone), "r%u-z%u", node_region(b, i), node_zone(b, i));
+	uint64_t a = i + 1;
+	snprintf(ip, sizeof(ip), "10.%u.%u.%u", (unsigned)(a >> 16) & 255, (unsigned)(a >> 8) & 255,
+		 (unsigned)a & 255);
+	fmt_qty(cpu, sizeof(cpu), b->node_cpu, false);
+	fmt_qty(mem, sizeof(mem), b->node_mem, true);
+	fmt_qty(pods, sizeof(pods), b->node_pods, false);
+	msgpack_packer pk;
+	aep_packer_init(&pk, buf);
+	msgpack_pack_map(&pk, 1);
+	aep_pack_str(&pk, "object");
+	msgpack_pack_map(&pk, 3);
+	pack_kv(&pk, "kind", "Node");
+	aep_pack_str(&pk, "metadata");
+	msgpack_pack_map(&pk, 2);
+	pack_kv(&pk, "name", name);
+	aep_pack_str(&pk, "labels");
+	msgpack_pack_map(&pk, 2);
+	pack_kv(&pk, "region", region);
+	pack_kv(&pk, "zone", zone);
+	aep_pack_str(&pk, "status");
+	msgpack_pack_map(&pk, 4);
+	aep_pack_str(&pk, "capacity");
+	pack_resources(&pk, cpu, mem, pods);
+	aep_pack_str(&pk, "allocatable");
+	pack_resources(&pk, cpu, mem, pods);
+	aep_pack_str(&pk, "conditions");
+	msgpack_pack_array(&pk, 1);
+	msgpack_pack_map(&pk, 2);
+	pack_kv(&pk, "type", "Ready");
+	pack_kv(&pk, "status", "True");
+	aep_pack_str(&pk, "addresses");
+	msgpack_pack_array(&pk, 1);
+	msgpack_pack_map(&pk, 2);
+	pack_kv(&pk, "type", "InternalIP");
+	pack_kv(&pk, "address", ip);
+}
+
+/* The pod spec of RC @k, bound to @node when not NULL. */
+static void pack_pod_spec(struct sched_bench *b, msgpack_packer *pk, unsigned k, const char *node)
+{
+	char region[16];
+	snprintf(region, sizeof(region), "r%u", k % b->o.regions);
+	msgpack_pack_map(pk, node != NULL ? 3 : 2);
+	if (node != NULL)
+		pack_kv(pk, "nodeName", node);
+	aep_pack_str(pk, "nodeSelector");
+	msgpack_pack_map(pk, 1);
+	pack_kv(pk, "region", region);
+	aep_pack_str(pk, "containers");
+	msgpack_pack_array(pk, 1);
+	msgpack_pack_map(pk, 3);
+	pack_kv(pk, "name", "c");
+	pack_kv(pk, "image", "busybox");
+	aep_pack_str(pk, "resources");
+	msgpack_pack_map(pk, 1);
+	aep_pack_str(pk, "requests");
+	msgpack_pack_map(pk, 2);
+	pack_kv(pk, "cpu", b->o.cpu);
+	pack_kv(pk, "memory", b->o.mem);
+}
+
+static void pack_app(msgpack_packer *pk, const char *app)
+{
+	msgpack_pack_map(pk, 1);
+	pack_kv(pk, "app", app);
+}
+
+static void pack_rc(struct sched_bench *b, uint64_t k, struct aep_buf *buf)
+{
+	char name[32];
+	snprintf(name, sizeof(name), "rc-%03" PRIu64, k);
+	msgpack_packer pk;
+	aep_packer_init(&pk, buf);
+	msgpack_pack_map(&pk, 1);
+	aep_pack_str(&pk, "object");
+	msgpack_pack_map(&pk, 3);
+	pack_kv(&pk, "kind", "ReplicationController");
+	aep_pack_str(&pk, "metadata");
+	msgpack_pack_map(&pk, 3);
+	pack_kv(&pk, "name", name);
+	pack_kv(&pk, "namespace", "default");
+	aep_pack_str(&pk, "labels");
+	pack_app(&pk, name);
+	aep_pack_str(&pk, "spec");
+	msgpack_pack_map(&pk, 3);
+	aep_pack_str(&pk, "replicas");
+	msgpack_pack_uint64(&pk, rc_replicas(b, (unsigned)k));
+	aep_pack_str(&pk, "selector");
+	pack_app(&pk, name);
+	aep_pack_str(&pk, "template");
+	msgpack_pack_map(&pk, 2);
+	aep_pack_str(&pk, "metadata");
+	msgpack_pack_map(&pk, 1);
+	aep_pack_str(&pk, "labels");
+	pack_app(&pk, name);
+	aep_pack_str(&pk, "spec");
+	pack_pod_spec(b, &pk, (unsigned)k, NULL);
+}
+
+/* Pod @idx as {object: ...}, bound to node index @node when >= 0. */
+static void pack_pod_bound(struct sched_bench *b, uint64_t idx, int64_t node, struct aep_buf *buf)
+{
+	unsigned k;
+	uint64_t j;
+	pod_rc(b, idx, &k, &j);
+	char name[48], app[32], nodename[32];
+	snprintf(app, sizeof(app), "rc-%03u", k);
+	snprintf(name, sizeof(name), "rc-%03u-%05" PRIu64, k, j);
+	if (node >= 0)
+		snprintf(nodename, sizeof(nodename), "node-%05" PRId64, node + 1);
+	msgpack_packer pk;
+	aep_packer_init(&pk, buf);
+	msgpack_pack_map(&pk, 1);
+	aep_pack_str(&pk, "object");
+	msgpack_pack_map(&pk, 3);
+	pack_kv(&pk, "kind", "Pod");
+	aep_pack_str(&pk, "metadata");
+	msgpack_pack_map(&pk, 3);
+	pack_kv(&pk, "name", name);
+	pack_kv(&pk, "namespace", "default");
+	aep_pack_str(&pk, "labels");
+	pack_app(&pk, app);
+	aep_pack_str(&pk, "spec");
+	pack_pod_spec(b, &pk, k, node >= 0 ? nodename : NULL);
+}
+
+static void pack_pod(struct sched_bench *b, uint64_t idx, struct aep_buf *buf)
+{
+	pack_pod_bound(b, idx, -1, buf);
+}
+
+/* ---- pipelined calls ----------------------------------------------------------- */
+
+static void check_finished(struct sched_bench *b);
+
+static void call_done(void *data, const struct aep_rpc_reply *r);
+
+/* Send @cc's next call: its create, or (steps 1, 2) its self-bind update.
+ * Returns 0 or the client's error; on error @cc is still the caller's. */
+static int send_call(struct sched_bench *b, struct call_ctx *cc, const char *method, int64_t node)
+{
+	struct aep_buf buf;
+	aep_buf_init(&buf);
+	if (cc->step == 0)
+		b->ph.pack(b, cc->idx, &buf);
+	else
+		pack_pod_bound(b, cc->idx, node, &buf);
+	if (buf.failed) {
+		aep_buf_free(&buf);
+		return AEP_ENOMEM;
+	}
+	int rv =
+	    aep_rpc_call(b->conns[cc->idx % b->o.conns], method, buf.data, buf.len, call_done, cc);
+	aep_buf_free(&buf);
+	return rv;
+}
+
+static void fail(struct sched_bench *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void fail(struct sched_bench *b, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "aep-bench sched: FAILED: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	b->failed = true;
+	uv_stop(b->loop);
+}
+
+/* Keep the phase's window full. */
+static void phase_fill(struct sched_bench *b)
+{
+	struct phase *ph = &b->ph;
+	while (!b->failed && ph->next < ph->total && ph->inflight < b->o.window) {
+		struct call_ctx *cc = aep_malloc(sizeof(*cc));
+		if (cc == NULL) {
+			fail(b, "%s: out of memory", ph->what);
+			return;
+		}
+		*cc = (struct call_ctx){.b = b, .idx = ph->next, .step = 0};
+		if (ph->next == 0 && b->pods_phase)
+			b->t_first_send = aep_now_monotonic_ns();
+		int rv = send_call(b, cc, "create", -1);
+		if (rv != 0) {
+			aep_free(cc);
+			fail(b, "%s: cannot issue a call: %s", ph->what, aep_err_code(rv));
+			return;
+		}
+		ph->next++;
+		ph->inflight++;
+	}
+}
+
+static void call_done(void *data, const struct aep_rpc_reply *r)
+{
+	struct call_ctx *cc = data;
+	struct sched_bench *b = cc->b;
+	struct phase *ph = &b->ph;
+	if (b->closing) {
+		aep_free(cc);
+		return;
+	}
+	if (r->code != 0 && cc->step == 2) {
+		/* A master that refuses to move a bound pod is right to. */
+		fprintf(stderr,
+			"aep-bench sched: the re-binding of pod %" PRIu64
+			" was refused: %s: %.*s\n",
+			cc->idx, aep_err_code(r->code), (int)r->msg_len, r->msg ? r->msg : "");
+		b->rebind_refused = true;
+	} else if (r->code != 0 && ph->errors++ < SCHED_EXAMPLES)
+		fprintf(stderr, "aep-bench sched: %s %" PRIu64 " (step %d): %s: %.*s\n", ph->what,
+			cc->idx, cc->step, aep_err_code(r->code), (int)r->msg_len,
+			r->msg ? r->msg : "");
+	if (ph->answered != NULL && ph->answered(b, cc, r))
+		return;
+	aep_free(cc);
+	ph->inflight--;
+	ph->done++;
+	if (b->failed)
+		return;
+	phase_fill(b);
+	if (b->pods_phase)
+		check_finished(b);
+	else if (ph->done == ph->total)
+		uv_stop(b->loop);
+}
+
+/* Run one phase to its end (or a failure); returns its error count. */
+static uint64_t run_phase(struct sched_bench *b, const char *what, uint64_t total,
+			  void (*pack)(struct sched_bench *, uint64_t, struct aep_buf *))
+{
+	b->ph = (struct phase){.what = what, .total = total, .pack = pack};
+	if (total == 0)
+		return 0;
+	phase_fill(b);
+	if (!b->failed)
+		uv_run(b->loop, UV_RUN_DEFAULT);
+	return b->ph.errors;
+}
+
+/* ---- self-bind (testing the harness without a scheduler) ---------------------- */
+
+/* Nodes of (region r, zone z) are r + R*(z + Z*j), j = 0, 1, ... */
+static uint64_t zone_size(const struct sched_bench *b, unsigned r, unsigned z)
+{
+	uint64_t first = r + (uint64_t)b->o.regions * z;
+	uint64_t step = (uint64_t)b->o.regions * b->o.zones;
+	return first < b->o.nodes ? (b->o.nodes - first + step - 1) / step : 0;
+}
+
+/* The node for pod @idx: round-robin over the zones of its RC's region,
+ * then over the nodes of that zone. -1 when the region has no nodes. With
+ * --self-bind-bad, pod 1 goes to region 1 and node 0 first takes one pod
+ * more than it has room for. */
+static int64_t self_pick(struct sched_bench *b, uint64_t idx)
+{
+	unsigned k, r;
+	uint64_t j;
+	pod_rc(b, idx, &k, &j);
+	r = k % b->o.regions;
+	if (b->o.bind == BIND_SELF_BAD && idx == 1 && b->o.regions > 1 && b->o.nodes > 1)
+		return 1; /* region 1, not its RC's */
+	if (b->o.bind == BIND_SELF_BAD && r == 0 && b->bad_load <= (uint64_t)b->node_pods / 1000) {
+		b->bad_load++;
+		return 0;
+	}
+	for (unsigned t = 0; t < b->o.zones; t++) {
+		unsigned z = b->rc_cursor[k]++ % b->o.zones;
+		uint64_t n = zone_size(b, r, z);
+		if (n == 0)
+			continue;
+		uint64_t jj = b->zone_cursor[r * b->o.zones + z]++ % n;
+		return r + (int64_t)b->o.regions * (z + (int64_t)b->o.zones * (int64_t)jj);
+	}
+	return -1;
+}
+
+/* The pods phase's answers: record the ack; in self-bind mode follow the
+ * create with an update that binds the pod (and, for --self-bind-bad, pod
+ * 0 with a second one that moves it). */
+static bool pod_answered(struct sched_bench *b, struct call_ctx *cc, const struct aep_rpc_reply *r)
+{
+	int64_t now = aep_now_monotonic_ns(), node;
+	if (cc->step == 0) {
+		if (r->code == 0) {
+			b->pods[cc->idx].t_ack = now;
+			b->pods[cc->idx].created = true;
+			b->created++;
+			b->t_last_ack = now;
+		}
+		if (r->code != 0 || b->o.bind == BIND_SCHEDULER)
+			return false;
+		node = self_pick(b, cc->idx);
+	} else if (cc->step == 1 && r->code == 0 && b->o.bind == BIND_SELF_BAD && cc->idx == 0) {
+		node = b->o.regions; /* region 0, the next zone */
+	} else {
+		return false;
+	}
+	if (node < 0 || (uint64_t)node >= b->o.nodes)
+		return false;
+	cc->step++;
+	if (send_call(b, cc, "update", node) != 0) {
+		b->ph.errors++;
+		return false;
+	}
+	return true;
+}
+
+/* ---- the watch ------------------------------------------------------------------ */
+
+static void on_event(struct sched_bench *b, const msgpack_object *ev, int64_t now)
+{
+	const msgpack_object *id = aep_mp_map_get(ev, "watch");
+	const msgpack_object *type = aep_mp_map_get(ev, "type");
+	const msgpack_object *obj = aep_mp_map_get(ev, "object");
+	if (id == NULL || id->type != MSGPACK_OBJECT_POSITIVE_INTEGER || id->via.u64 != b->watch_id)
+		return;
+	if (aep_mp_str_eq(type, "ERROR")) {
+		const msgpack_object *msg = aep_mp_map_get(obj, "message");
+		fail(b, "the watch on %s ended: %.*s", b->follower_addr,
+		     msg && msg->type == MSGPACK_OBJECT_STR ? (int)msg->via.str.size : 0,
+		     msg && msg->type == MSGPACK_OBJECT_STR ? msg->via.str.ptr : "");
+		return;
+	}
+	const msgpack_object *rvo = mp_get2(obj, "metadata", "resourceVersion");
+	if (rvo != NULL && rvo->type == MSGPACK_OBJECT_STR && rvo->via.str.size < 24) {
+		char tmp[24];
+		memcpy(tmp, rvo->via.str.ptr, rvo->via.str.size);
+		tmp[rvo->via.str.size] = '\0';
+		uint64_t rv = strtoull(tmp, NULL, 10);
+		if (rv > b->watch_rv)
+			b->watch_rv = rv;
+	}
+	uint64_t idx, node;
+	if (!pod_index(b, mp_get2(obj, "metadata", "name"), &idx)) {
+		b->foreign++;
+		return;
+	}
+	struct pod_rec *p = &b->pods[idx];
+	if (aep_mp_str_eq(type, "DELETED")) {
+		if (!p->deleted) {
+			p->deleted = true;
+			b->deleted++;
+		}
+		return;
+	}
+	const msgpack_object *nn = mp_get2(obj, "spec", "nodeName");
+	if (nn == NULL || nn->type != MSGPACK_OBJECT_STR || nn->via.str.size == 0) {
+		if (p->node != 0) {
+			p->node = 0;
+			b->unbinds++;
+		}
+		return;
+	}
+	if (!node_index(b, nn, &node)) {
+		if (b->failed)
+			return;
+		fail(b, "pod %" PRIu64 " bound to an unknown node %.*s", idx, (int)nn->via.str.size,
+		     nn->via.str.ptr);
+		return;
+	}
+	if (p->node == node + 1)
+		return; /* another change of a bound pod */
+	if (p->binds < UINT16_MAX)
+		p->binds++;
+	p->node = (uint32_t)(node + 1);
+	if (p->binds > 1) {
+		b->rebinds++;
+		return;
+	}
+	p->t_bind = now;
+	b->bound++;
+	if (b->t_first_bind == 0)
+		b->t_first_bind = now;
+	b->t_last_bind = now;
+}
+
+static void watch_notify(void *data, const char *method, size_t method_len,
+			 const msgpack_object *params)
+{
+	struct sched_bench *b = data;
+	if (method_len != 5 || memcmp(method, "event", 5) != 0 || params == NULL ||
+	    params->type != MSGPACK_OBJECT_ARRAY)
+		return;
+	int64_t now = aep_now_monotonic_ns();
+	for (uint32_t i = 0; i < params->via.array.size && !b->failed; i++)
+		on_event(b, &params->via.array.ptr[i], now);
+	if (b->pods_phase && !b->failed)
+		check_finished(b);
+}
+
+static int pack_watch(struct sched_bench *b, struct aep_buf *buf)
+{
+	char rv[24];
+	msgpack_packer pk;
+	snprintf(rv, sizeof(rv), "%" PRIu64, b->watch_rv);
+	aep_packer_init(&pk, buf);
+	msgpack_pack_map(&pk, 3);
+	pack_kv(&pk, "kind", "Pod");
+	pack_kv(&pk, "namespace", "default");
+	pack_kv(&pk, "resourceVersion", rv);
+	return buf->failed ? AEP_ENOMEM : 0;
+}
+
+static void rewatch_done(void *data, const struct aep_rpc_reply *r)
+{
+	struct sched_bench *b = data;
+	b->rewatching = false;
+	const msgpack_object *id = aep_mp_map_get(r->result, "watch");
+	if (r->code != 0 || id == NULL || id->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+		if (!b->failed)
+			fail(b, "re-watching pods on %s from %" PRIu64 ": %s: %.*s",
+			     b->follower_addr, b->watch_rv, aep_err_code(r->code), (int)r->msg_len,
+			     r->msg ? r->msg : "");
+		return;
+	}
+	b->watch_id = id->via.u64;
+	fprintf(stderr, "aep-bench sched: watch resumed from revision %" PRIu64 "\n", b->watch_rv);
+}
+
+/* The follower dropped the connection (a watcher that falls 256 MiB behind
+ * is cut off): watch again from the last revision seen. */
+static void watch_disconnect(void *data)
+{
+	struct sched_bench *b = data;
+	if (b->failed || b->closing || b->rewatching || b->watch_id == 0)
+		return;
+	fprintf(stderr, "aep-bench sched: the watch connection dropped; resuming\n");
+	b->watch_id = 0;
+	b->rewatching = true;
+	struct aep_buf buf;
+	aep_buf_init(&buf);
+	int rv = pack_watch(b, &buf);
+	if (rv == 0)
+		rv = aep_rpc_call(b->watcher, "watch", buf.data, buf.len, rewatch_done, b);
+	aep_buf_free(&buf);
+	if (rv != 0) {
+		b->rewatching = false;
+		fail(b, "re-watching pods: %s", aep_err_code(rv));
+	}
+}
+
+/* ---- progress, end, deadline ------------------------------------------------- */
+
+static void check_finished(struct sched_bench *b)
+{
+	struct phase *ph = &b->ph;
+	if (ph->done < ph->total || b->bound < b->created)
+		return;
+	/* --self-bind-bad moves pod 0 once its first binding is done */
+	if (b->o.bind == BIND_SELF_BAD && b->o.nodes > b->o.regions && b->rebinds == 0 &&
+	    !b->rebind_refused)
+		return;
+	uv_stop(b->loop);
+}
+
+static void progress_cb(uv_timer_t *t)
+{
+	struct sched_bench *b = t->data;
+	double s = (double)(aep_now_monotonic_ns() - b->t_start) / 1e9;
+	fprintf(stderr,
+		"aep-bench sched: %6.1f s: created %" PRIu64 "/%" PRIu64 ", bound %" PRIu64
+		" (+%" PRIu64 "), %" PRIu64 " in flight\n",
+		s, b->created, b->o.pods, b->bound, b->bound - b->last_bound, b->ph.inflight);
+	b->last_bound = b->bound;
+}
+
+static void deadline_cb(uv_timer_t *t)
+{
+	struct sched_bench *b = t->data;
+	uint64_t unbound = 0, shown = 0;
+	for (uint64_t i = 0; i < b->o.pods; i++) {
+		if (b->pods[i].node != 0)
+			continue;
+		unbound++;
+		if (shown++ < SCHED_EXAMPLES) {
+			unsigned k;
+			uint64_t j;
+			pod_rc(b, i, &k, &j);
+			fprintf(stderr, "aep-bench sched: not bound: rc-%03u-%05" PRIu64 "%s\n", k,
+				j, b->pods[i].created ? "" : " (create not acknowledged)");
+		}
+	}
+	fail(b,
+	     "timeout after %u s: %" PRIu64 " of %" PRIu64 " pods created, %" PRIu64
+	     " bound, %" PRIu64 " unbound",
+	     b->o.timeout_s, b->created, b->o.pods, b->bound, unbound);
+}
+
+/* ---- verification -------------------------------------------------------------- */
+
+struct node_acct {
+	int64_t cpu, mem, pods;	    /* allocatable, milli-units; -1 unknown */
+	int64_t used_cpu, used_mem; /* milli-units */
+	uint64_t used_pods;
+	int region, zone; /* from the labels; -1 when not ours */
+};
+
+struct verify {
+	struct sched_bench *b;
+	struct node_acct *nodes;
+	uint8_t *seen;	      /* per pod: listed */
+	uint64_t *zone_count; /* per zone of one region, one RC at a time */
+	bool *zone_used;      /* zones (region*Z+zone) that have nodes */
+	uint64_t viol_capacity, viol_region, viol_spread, viol_twice, viol_lost, viol_extra,
+	    viol_unbound, viol_disagree;
+	uint64_t max_skew;
+};
+
+#define EXAMPLE(v, counter, ...)                                          \
+	do {                                                              \
+		if ((v)->counter++ < SCHED_EXAMPLES)                      \
+			fprintf(stderr, "aep-bench sched: " __VA_ARGS__); \
+	} while (0)
+
+/* List @kind (with @selector, may be NULL) from the leader and unpack it
+ * into @up. Returns the items array, or NULL with a message printed. */
+static const msgpack_object *list_items(struct sched_bench *b, const char *kind,
+					const char *selector, msgpack_unpacked *up,
+					struct aep_buf *res)
+{
+	struct aep_buf req;
+	msgpack_packer pk;
+	struct aep_error e = {0};
+	aep_buf_init(&req);
+	aep_packer_init(&pk, &req);
+	msgpack_pack_map(&pk, selector != NULL ? 3 : 1);
+	pack_kv(&pk, "kind", kind);
+	if (selector != NULL) {
+		pack_kv(&pk, "namespace", "default");
+		pack_kv(&pk, "labelSelector", selector);
+	}
+	int rv = req.failed ? AEP_ENOMEM : 0;
+	if (rv == 0)
+		rv = aep_rpc_call_sync(b->loop, b->conns[0], "list", req.data, req.len, 300000, res,
+				       &e);
+	aep_buf_free(&req);
+	if (rv != 0) {
+		fprintf(stderr, "aep-bench sched: list %s %s: %s\n", kind, selector ? selector : "",
+			e.msg);
+		return NULL;
+	}
+	if (msgpack_unpack_next(up, res->data, res->len, NULL) != MSGPACK_UNPACK_SUCCESS) {
+		fprintf(stderr, "aep-bench sched: list %s: cannot unpack the answer\n", kind);
+		return NULL;
+	}
+	const msgpack_object *items = aep_mp_map_get(&up->data, "items");
+	if (items == NULL || items->type != MSGPACK_OBJECT_ARRAY) {
+		fprintf(stderr, "aep-bench sched: list %s: no items\n", kind);
+		return NULL;
+	}
+	return items;
+}
+
+/* "rN" -> N, "rN-zM" -> M (for @zone); -1 otherwise. */
+static int parse_label(const msgpack_object *v, bool zone)
+{
+	if (v == NULL || v->type != MSGPACK_OBJECT_STR)
+		return -1;
+	const char *s = v->via.str.ptr;
+	size_t len = v->via.str.size, p = 1;
+	uint64_t r, z;
+	if (len < 2 || s[0] != 'r' || !parse_num(s, len, &p, &r))
+		return -1;
+	if (!zone)
+		return p == len && r < SCHED_MAX_REGIONS ? (int)r : -1;
+	if (p + 2 > len || s[p] != '-' || s[p + 1] != 'z')
+		return -1;
+	p += 2;
+	if (!parse_num(s, len, &p, &z) || p != len || z >= SCHED_MAX_ZONES)
+		return -1;
+	return (int)z;
+}
+
+static int verify_nodes(struct verify *v)
+{
+	struct sched_bench *b = v->b;
+	msgpack_unpacked up;
+	struct aep_buf res;
+	msgpack_unpacked_init(&up);
+	aep_buf_init(&res);
+	int rv = 1;
+	const msgpack_object *items = list_items(b, "Node", NULL, &up, &res);
+	if (items == NULL)
+		goto out_free_answer;
+	for (uint64_t i = 0; i < b->o.nodes; i++)
+		v->nodes[i] =
+		    (struct node_acct){.cpu = -1, .mem = -1, .pods = -1, .region = -1, .zone = -1};
+	uint64_t ours = 0;
+	for (uint32_t i = 0; i < items->via.array.size; i++) {
+		const msgpack_object *o = &items->via.array.ptr[i];
+		uint64_t n;
+		if (!node_index(b, mp_get2(o, "metadata", "name"), &n))
+			continue;
+		struct node_acct *na = &v->nodes[n];
+		const msgpack_object *labels = mp_get2(o, "metadata", "labels");
+		const msgpack_object *alloc = mp_get2(o, "status", "allocatable");
+		na->region = parse_label(aep_mp_map_get(labels, "region"), false);
+		na->zone = parse_label(aep_mp_map_get(labels, "zone"), true);
+		na->cpu = mp_qty(alloc, "cpu");
+		na->mem = mp_qty(alloc, "memory");
+		na->pods = mp_qty(alloc, "pods");
+		if (na->region >= 0 && (unsigned)na->region < b->o.regions && na->zone >= 0 &&
+		    (unsigned)na->zone < b->o.zones)
+			v->zone_used[(unsigned)na->region * b->o.zones + (unsigned)na->zone] = true;
+		ours++;
+	}
+	if (ours != b->o.nodes) {
+		fprintf(stderr, "aep-bench sched: %" PRIu64 " of %" PRIu64 " nodes listed\n", ours,
+			b->o.nodes);
+		goto out_free_answer;
+	}
+	rv = 0;
+out_free_answer:
+	msgpack_unpacked_destroy(&up);
+	aep_buf_free(&res);
+	return rv;
+}
+
+/* The requests of one pod's containers, summed (milli-units). */
+static void pod_requests(const msgpack_object *pod, int64_t *cpu, int64_t *mem)
+{
+	const msgpack_object *cs = mp_get2(pod, "spec", "containers");
+	*cpu = *mem = 0;
+	if (cs == NULL || cs->type != MSGPACK_OBJECT_ARRAY)
+		return;
+	for (uint32_t i = 0; i < cs->via.array.size; i++) {
+		const msgpack_object *req = mp_get2(&cs->via.array.ptr[i], "resources", "requests");
+		int64_t c = mp_qty(req, "cpu"), m = mp_qty(req, "memory");
+		*cpu += c > 0 ? c : 0;
+		*mem += m > 0 ? m : 0;
+	}
+}
+
+static int verify_rc(struct verify *v, unsigned k)
+{
+	struct sched_bench *b = v->b;
+	unsigned region = k % b->o.regions, Z = b->o.zones;
+	char sel[48];
+	snprintf(sel, sizeof(sel), "app=rc-%03u", k);
+	msgpack_unpacked up;
+	struct aep_buf res;
+	msgpack_unpacked_init(&up);
+	aep_buf_init(&res);
+	int rv = 1;
+	const msgpack_object *items = list_items(b, "Pod", sel, &up, &res);
+	if (items == NULL)
+		goto out_free_answer;
+	memset(v->zone_count, 0, Z * sizeof(*v->zone_count));
+	for (uint32_t i = 0; i < items->via.array.size; i++) {
+		const msgpack_object *o = &items->via.array.ptr[i];
+		const msgpack_object *name = mp_get2(o, "metadata", "name");
+		const msgpack_object *nn = mp_get2(o, "spec", "nodeName");
+		uint64_t idx, n;
+		bool ours = pod_index(b, name, &idx);
+		int nl = name && name->type == MSGPACK_OBJECT_STR ? (int)name->via.str.size : 0;
+		const char *ns = nl ? name->via.str.ptr : "";
+		if (!ours) {
+			EXAMPLE(v, viol_extra, "extra pod %.*s (not created by the harness)\n", nl,
+				ns);
+		} else if (v->seen[idx]++) {
+			EXAMPLE(v, viol_twice, "pod %.*s listed twice\n", nl, ns);
+			continue;
+		}
+		if (nn == NULL || nn->type != MSGPACK_OBJECT_STR || nn->via.str.size == 0) {
+			EXAMPLE(v, viol_unbound, "pod %.*s not bound\n", nl, ns);
+			continue;
+		}
+		if (!node_index(b, nn, &n)) {
+			EXAMPLE(v, viol_region, "pod %.*s bound to unknown node %.*s\n", nl, ns,
+				(int)nn->via.str.size, nn->via.str.ptr);
+			continue;
+		}
+		struct node_acct *na = &v->nodes[n];
+		int64_t cpu, mem;
+		pod_requests(o, &cpu, &mem);
+		na->used_cpu += cpu;
+		na->used_mem += mem;
+		na->used_pods++;
+		if (!ours)
+			continue;
+		if (b->pods[idx].node != n + 1)
+			EXAMPLE(v, viol_disagree,
+				"pod %.*s: listed on node-%05" PRIu64
+				", the watch last saw it on %s%05u\n",
+				nl, ns, n + 1, b->pods[idx].node ? "node-" : "none ",
+				b->pods[idx].node);
+		if (b->pods[idx].binds > 1)
+			EXAMPLE(v, viol_twice, "pod %.*s bound %u times\n", nl, ns,
+				b->pods[idx].binds);
+		if (na->region != (int)region) {
+			EXAMPLE(v, viol_region,
+				"pod %.*s of region r%u on node-%05" PRIu64 " (region label %d)\n",
+				nl, ns, region, n + 1, na->region);
+			continue;
+		}
+		if (na->zone >= 0 && (unsigned)na->zone < Z)
+			v->zone_count[na->zone]++;
+	}
+	uint64_t lo = UINT64_MAX, hi = 0;
+	for (unsigned z = 0; z < Z; z++) {
+		if (!v->zone_used[region * Z + z])
+			continue;
+		lo = v->zone_count[z] < lo ? v->zone_count[z] : lo;
+		hi = v->zone_count[z] > hi ? v->zone_count[z] : hi;
+	}
+	if (lo != UINT64_MAX) {
+		if (hi - lo > v->max_skew)
+			v->max_skew = hi - lo;
+		if (hi - lo > 1)
+			EXAMPLE(v, viol_spread,
+				"rc-%03u: zones of r%u hold %" PRIu64 "..%" PRIu64
+				" pods (skew %" PRIu64 ")\n",
+				k, region, lo, hi, hi - lo);
+	}
+	rv = 0;
+out_free_answer:
+	msgpack_unpacked_destroy(&up);
+	aep_buf_free(&res);
+	return rv;
+}
+
+/* Lists nodes and pods from the leader and runs every check. Returns the
+ * number of violations, or -1 when the lists could not be read. */
+static int64_t verify(struct sched_bench *b, uint64_t *max_skew)
+{
+	struct verify v = {.b = b};
+	int64_t total = -1;
+	v.nodes = aep_calloc(b->o.nodes, sizeof(*v.nodes));
+	v.seen = aep_calloc(b->o.pods ? b->o.pods : 1, 1);
+	v.zone_count = aep_calloc(b->o.zones, sizeof(*v.zone_count));
+	v.zone_used = aep_calloc((size_t)b->o.regions * b->o.zones, sizeof(*v.zone_used));
+	if (v.nodes == NULL || v.seen == NULL || v.zone_count == NULL || v.zone_used == NULL) {
+		fprintf(stderr, "aep-bench sched: verify: out of memory\n");
+		goto out_free_verify;
+	}
+	if (verify_nodes(&v) != 0)
+		goto out_free_verify;
+	for (unsigned k = 0; k < b->o.rcs; k++) {
+		if (verify_rc(&v, k) != 0)
+			goto out_free_verify;
+	}
+	for (uint64_t i = 0; i < b->o.pods; i++) {
+		if (!v.seen[i]) {
+			unsigned k;
+			uint64_t j;
+			pod_rc(b, i, &k, &j);
+			EXAMPLE(&v, viol_lost, "pod rc-%03u-%05" PRIu64 " lost (not listed)\n", k,
+				j);
+		}
+	}
+	for (uint64_t n = 0; n < b->o.nodes; n++) {
+		struct node_acct *na = &v.nodes[n];
+		if ((na->cpu >= 0 && na->used_cpu > na->cpu) ||
+		    (na->mem >= 0 && na->used_mem > na->mem) ||
+		    (na->pods >= 0 && (int64_t)na->used_pods * 1000 > na->pods))
+			EXAMPLE(&v, viol_capacity,
+				"node-%05" PRIu64 " over capacity: cpu %" PRId64 "m/%" PRId64
+				"m, memory %" PRId64 "/%" PRId64 " bytes, pods %" PRIu64 "/%" PRId64
+				"\n",
+				n + 1, na->used_cpu, na->cpu, na->used_mem / 1000, na->mem / 1000,
+				na->used_pods, na->pods / 1000);
+	}
+	struct {
+		const char *what;
+		uint64_t n;
+	} checks[] = {
+	    {"nodes over capacity", v.viol_capacity},
+	    {"pods outside their RC's region", v.viol_region},
+	    {"RCs spread unevenly over zones", v.viol_spread},
+	    {"pods bound twice", v.viol_twice},
+	    {"pods lost", v.viol_lost},
+	    {"extra pods", v.viol_extra},
+	    {"pods not bound", v.viol_unbound},
+	    {"pods whose listed node differs from the watch's", v.viol_disagree},
+	};
+	total = 0;
+	for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
+		fprintf(stderr, "aep-bench sched: check: %-50s %s (%" PRIu64 ")\n", checks[i].what,
+			checks[i].n ? "FAIL" : "ok", checks[i].n);
+		total += (int64_t)checks[i].n;
+	}
+	*max_skew = v.max_skew;
+out_free_verify:
+	aep_free(v.nodes);
+	aep_free(v.seen);
+	aep_free(v.zone_count);
+	aep_free(v.zone_used);
+	return total;
+}
+
+/* ---- driver ---------------------------------------------------------------------- */
+
+/* VmRSS of @pid in MiB, or -1. */
+static double rss_mib(pid_t pid)
+{
+	char path[64], line[256];
+	double kb = -1;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strncmp(line, "VmRSS:", 6) == 0) {
+			kb = strtod(line + 6, NULL);
+			break;
+		}
+	}
+	fclose(f);
+	return kb < 0 ? -1 : kb / 1024;
+}
+
+static int parse_opts(int argc, char **argv, struct sched_opts *o)
+{
+	static const struct option opts[] = {
+	    {"masters", required_argument, NULL, 'm'},
+	    {"nodes", required_argument, NULL, 'n'},
+	    {"pods", required_argument, NULL, 'p'},
+	    {"regions", required_argument, NULL, 'R'},
+	    {"zones", required_argument, NULL, 'Z'},
+	    {"rcs", required_argument, NULL, 'K'},
+	    {"cpu-per-pod", required_argument, NULL, 'c'},
+	    {"mem-per-pod", required_argument, NULL, 'M'},
+	    {"conns", required_argument, NULL, 'k'},
+	    {"window", required_argument, NULL, 'w'},
+	    {"timeout", required_argument, NULL, 't'},
+	    {"base-port", required_argument, NULL, 'b'},
+	    {"aep", required_argument, NULL, 'a'},
+	    {"self-bind", no_argument, NULL, 's'},
+	    {"self-bind-bad", no_argument, NULL, 'S'},
+	    {NULL, 0, NULL, 0},
+	};
+	*o = (struct sched_opts){.masters = 3,
+				 .regions = 3,
+				 .zones = 3,
+				 .rcs = 100,
+				 .conns = 16,
+				 .window = 2000,
+				 .base = 18001,
+				 .timeout_s = 600,
+				 .nodes = 1000,
+				 .pods = 30000};
+	snprintf(o->cpu, sizeof(o->cpu), "100m");
+	snprintf(o->mem, sizeof(o->mem), "128Mi");
+	struct aep_error e = {0};
+	unsigned long long v = 0;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		int bad = 0;
+		switch (c) {
+		case 'm':
+			bad = aep_parse_uint(optarg, "--masters", 1, BENCH_MAX_MASTERS, &v, &e);
+			o->masters = (unsigned)v;
+			break;
+		case 'n':
+			bad = aep_parse_uint(optarg, "--nodes", 1, SCHED_MAX_NODES, &v, &e);
+			o->nodes = v;
+			break;
+		case 'p':
+			bad = aep_parse_uint(optarg, "--pods", 0, SCHED_MAX_PODS, &v, &e);
+			o->pods = v;
+			break;
+		case 'R':
+			bad = aep_parse_uint(optarg, "--regions", 1, SCHED_MAX_REGIONS, &v, &e);
+			o->regions = (unsigned)v;
+			break;
+		case 'Z':
+			bad = aep_parse_uint(optarg, "--zones", 1, SCHED_MAX_ZONES, &v, &e);
+			o->zones = (unsigned)v;
+			break;
+		case 'K':
+			bad = aep_parse_uint(optarg, "--rcs", 1, SCHED_MAX_RCS, &v, &e);
+			o->rcs = (unsigned)v;
+			break;
+		case 'c':
+		case 'M': {
+			int64_t q;
+			char *dst = c == 'c' ? o->cpu : o->mem;
+			bad = aep_quantity_parse(optarg, strlen(optarg), &q, &e);
+			if (!bad && (q <= 0 || strlen(optarg) >= sizeof(o->cpu)))
+				bad = aep_errorf(&e, AEP_EINVALID, "must be a positive quantity");
+			if (bad)
+				aep_error_prefix(&e, "%s",
+						 c == 'c' ? "--cpu-per-pod" : "--mem-per-pod");
+			else
+				snprintf(dst, sizeof(o->cpu), "%s", optarg);
+			break;
+		}
+		case 'k':
+			bad = aep_parse_uint(optarg, "--conns", 1, 1000, &v, &e);
+			o->conns = (unsigned)v;
+			break;
+		case 'w':
+			bad = aep_parse_uint(optarg, "--window", 1, 1000000, &v, &e);
+			o->window = (unsigned)v;
+			break;
+		case 't':
+			bad = aep_parse_uint(optarg, "--timeout", 1, 86400, &v, &e);
+			o->timeout_s = (unsigned)v;
+			break;
+		case 'b':
+			bad = aep_parse_uint(optarg, "--base-port", 1024, 65000, &v, &e);
+			o->base = (unsigned)v;
+			break;
+		case 'a': snprintf(o->aep, sizeof(o->aep), "%s", optarg); break;
+		case 's': o->bind = BIND_SELF; break;
+		case 'S': o->bind = BIND_SELF_BAD; break;
+		default: return 2;
+		}
+		if (bad) {
+			fprintf(stderr, "aep-bench sched: %s\n", e.msg);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "aep-bench sched: unexpected argument %s\n", argv[optind]);
+		return 2;
+	}
+	struct aep_error qe = {0};
+	aep_quantity_parse(o->cpu, strlen(o->cpu), &o->cpu_milli, &qe);
+	aep_quantity_parse(o->mem, strlen(o->mem), &o->mem_milli, &qe);
+	if (o->aep[0] == '\0') {
+		/* build/aep-bench → build/aep */
+		char self[4000];
+		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+		if (n <= 0)
+			return 1;
+		self[n] = '\0';
+		char *slash = strrchr(self, '/');
+		if (slash == NULL)
+			return 1;
+		*slash = '\0';
+		snprintf(o->aep, sizeof(o->aep), "%s/aep", self);
+	}
+	return 0;
+}
+
+/* Room for twice a node's even share of pods, and never less than a
+ * typical 32-core, 128 GiB, 110-pod node. Fails when that overflows. */
+static int size_nodes(struct sched_bench *b)
+{
+	uint64_t share = (2 * b->o.pods + b->o.nodes - 1) / b->o.nodes;
+	int64_t pods = share > 110 ? (int64_t)share : 110;
+	if (b->o.cpu_milli > INT64_MAX / 1000 / pods || b->o.mem_milli > INT64_MAX / 1000 / pods) {
+		fprintf(stderr, "aep-bench sched: per-pod requests too large\n");
+		return 1;
+	}
+	b->node_pods = pods * 1000;
+	b->node_cpu = 32000;
+	if ((int64_t)share * b->o.cpu_milli > b->node_cpu)
+		b->node_cpu = (int64_t)share * b->o.cpu_milli;
+	b->node_mem = 128 * GI * 1000;
+	if ((int64_t)share * b->o.mem_milli > b->node_mem)
+		b->node_mem = (int64_t)share * b->o.mem_milli;
+	return 0;
+}
+
+static int open_clients(struct sched_bench *b)
+{
+	struct bench_cluster *cl = b->cl;
+	struct aep_error e = {0};
+	for (unsigned i = 0; i < b->o.conns; i++) {
+		struct aep_rpc_client_config cfg = {
+		    .servers = cl->leader_addr, .tls = cl->tls, .limits = &big_limits};
+		if (aep_rpc_client_new(b->loop, &cfg, &b->conns[i], &e) != 0) {
+			fprintf(stderr, "aep-bench sched: client: %s\n", e.msg);
+			return 1;
+		}
+	}
+	unsigned f = cl->n > 1 ? (cl->leader + 1) % cl->n : cl->leader;
+	snprintf(b->follower_addr, sizeof(b->follower_addr), "127.0.0.1:%u", cl->base + f);
+	struct aep_rpc_client_config wcfg = {.servers = b->follower_addr,
+					     .tls = cl->tls,
+					     .limits = &big_limits,
+					     .on_notify = watch_notify,
+					     .on_disconnect = watch_disconnect,
+					     .data = b};
+	if (aep_rpc_client_new(b->loop, &wcfg, &b->watcher, &e) != 0) {
+		fprintf(stderr, "aep-bench sched: watch client: %s\n", e.msg);
+		return 1;
+	}
+	/* Connect (TCP and TLS handshakes) before any clock starts. */
+	for (unsigned i = 0; i <= b->o.conns; i++) {
+		struct aep_rpc_client *c = i < b->o.conns ? b->conns[i] : b->watcher;
+		if (aep_rpc_call_sync(b->loop, c, "status", "\x80", 1, 10000, NULL, &e) != 0) {
+			fprintf(stderr, "aep-bench sched: connection %u: %s\n", i, e.msg);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* The revision of the master behind @c, from its status. */
+static int revision_of(struct sched_bench *b, struct aep_rpc_client *c, uint64_t *rev)
+{
+	struct aep_buf res;
+	struct aep_error e = {0};
+	msgpack_unpacked up;
+	int rv = 1;
+	aep_buf_init(&res);
+	msgpack_unpacked_init(&up);
+	if (aep_rpc_call_sync(b->loop, c, "status", "\x80", 1, 10000, &res, &e) != 0) {
+		fprintf(stderr, "aep-bench sched: status: %s\n", e.msg);
+		goto out_free_answer;
+	}
+	if (msgpack_unpack_next(&up, res.data, res.len, NULL) == MSGPACK_UNPACK_SUCCESS) {
+		const msgpack_object *r = aep_mp_map_get(&up.data, "revision");
+		if (r != NULL && r->type == MSGPACK_OBJECT_STR && r->via.str.size < 24) {
+			char tmp[24];
+			memcpy(tmp, r->via.str.ptr, r->via.str.size);
+			tmp[r->via.str.size] = '\0';
+			*rev = strtoull(tmp, NULL, 10);
+			rv = 0;
+		}
+	}
+	if (rv != 0)
+		fprintf(stderr, "aep-bench sched: status: no revision\n");
+out_free_answer:
+	msgpack_unpacked_destroy(&up);
+	aep_buf_free(&res);
+	return rv;
+}
+
+static int start_watch(struct sched_bench *b)
+{
+	struct aep_buf req, res;
+	struct aep_error e = {0};
+	msgpack_unpacked up;
+	int rv = 1;
+	if (revision_of(b, b->conns[0], &b->watch_rv) != 0)
+		return 1;
+	aep_buf_init(&req);
+	aep_buf_init(&res);
+	msgpack_unpacked_init(&up);
+	if (pack_watch(b, &req) != 0 || aep_rpc_call_sync(b->loop, b->watcher, "watch", req.data,
+							  req.len, 10000, &res, &e) != 0) {
+		fprintf(stderr, "aep-bench sched: watch on %s: %s\n", b->follower_addr, e.msg);
+		goto out_free_bufs;
+	}
+	if (msgpack_unpack_next(&up, res.data, res.len, NULL) == MSGPACK_UNPACK_SUCCESS) {
+		const msgpack_object *id = aep_mp_map_get(&up.data, "watch");
+		if (id != NULL && id->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+			b->watch_id = id->via.u64;
+			rv = 0;
+		}
+	}
+	if (rv != 0)
+		fprintf(stderr, "aep-bench sched: watch: no watch id in the answer\n");
+	const char *srv = aep_rpc_client_server(b->watcher);
+	if (rv == 0 && srv != NULL && strcmp(srv, b->cl->leader_addr) == 0)
+		fprintf(stderr, "aep-bench sched: warning: the watch landed on the leader\n");
+out_free_bufs:
+	msgpack_unpacked_destroy(&up);
+	aep_buf_free(&req);
+	aep_buf_free(&res);
+	return rv;
+}
+
+static void close_all(struct sched_bench *b)
+{
+	b->closing = true;
+	if (b->progress.data != NULL)
+		uv_close((uv_handle_t *)&b->progress, NULL);
+	if (b->deadline.data != NULL)
+		uv_close((uv_handle_t *)&b->deadline, NULL);
+	for (unsigned i = 0; b->conns != NULL && i < b->o.conns; i++) {
+		if (b->conns[i] != NULL)
+			aep_rpc_client_close(b->conns[i], NULL, NULL);
+	}
+	if (b->watcher != NULL)
+		aep_rpc_client_close(b->watcher, NULL, NULL);
+	uv_run(b->loop, UV_RUN_DEFAULT);
+}
+
+static double pct_bind_ms(struct sched_bench *b, double p)
+{
+	double *lat = aep_malloc((b->o.pods ? b->o.pods : 1) * sizeof(*lat));
+	size_t n = 0;
+	if (lat == NULL)
+		return -1;
+	for (uint64_t i = 0; i < b->o.pods; i++) {
+		const struct pod_rec *r = &b->pods[i];
+		if (r->t_ack == 0 || r->t_bind == 0)
+			continue;
+		/* a bind event may overtake its create's answer */
+		lat[n++] = r->t_bind > r->t_ack ? (double)(r->t_bind - r->t_ack) / 1e6 : 0;
+	}
+	double v = bench_percentile(lat, n, p);
+	aep_free(lat);
+	return v;
+}
+
+/* Everything after the cluster is up. Returns the exit status. */
+static int run(struct sched_bench *b)
+{
+	struct sched_opts *o = &b->o;
+	int64_t t0 = aep_now_monotonic_ns();
+	uint64_t errs;
+	if (open_clients(b) != 0)
+		return 1;
+	fprintf(stderr,
+		"aep-bench sched: registering %" PRIu64
+		" nodes (%u regions x %u zones), %.0f pods, "
+		"%.0fm cpu, %.0f MiB each\n",
+		o->nodes, o->regions, o->zones, (double)b->node_pods / 1000, (double)b->node_cpu,
+		(double)b->node_mem / 1000 / MI);
+	errs = run_phase(b, "create node", o->nodes, pack_node);
+	if (b->failed || errs != 0) {
+		fprintf(stderr, "aep-bench sched: FAILED: %" PRIu64 " node creates failed\n", errs);
+		return 1;
+	}
+	double nodes_s = (double)(aep_now_monotonic_ns() - t0) / 1e9;
+	fprintf(stderr, "aep-bench sched: %" PRIu64 " nodes in %.2f s (%.0f/s)\n", o->nodes,
+		nodes_s, (double)o->nodes / nodes_s);
+	errs = run_phase(b, "create rc", o->rcs, pack_rc);
+	if (b->failed || errs != 0) {
+		fprintf(stderr, "aep-bench sched: FAILED: %" PRIu64 " RC creates failed\n", errs);
+		return 1;
+	}
+	if (start_watch(b) != 0)
+		return 1;
+	fprintf(stderr,
+		"aep-bench sched: %u RCs created; watching pods on %s from revision %" PRIu64
+		"; creating %" PRIu64 " pods (%s cpu, %s memory) over %u connections, %u in "
+		"flight%s\n",
+		o->rcs, b->follower_addr, b->watch_rv, o->pods, o->cpu, o->mem, o->conns, o->window,
+		o->bind == BIND_SELF	   ? ", binding them here (--self-bind)"
+		: o->bind == BIND_SELF_BAD ? ", binding them here badly (--self-bind-bad)"
+					   : "");
+
+	b->pods_phase = true;
+	b->t_start = aep_now_monotonic_ns();
+	uv_timer_init(b->loop, &b->progress);
+	uv_timer_init(b->loop, &b->deadline);
+	b->progress.data = b;
+	b->deadline.data = b;
+	uv_timer_start(&b->progress, progress_cb, 2000, 2000);
+	uv_timer_start(&b->deadline, deadline_cb, (uint64_t)o->timeout_s * 1000, 0);
+	b->ph = (struct phase){
+	    .what = "create pod", .total = o->pods, .pack = pack_pod, .answered = pod_answered};
+	phase_fill(b);
+	if (!b->failed) {
+		check_finished(b); /* --pods 0 */
+		uv_run(b->loop, UV_RUN_DEFAULT);
+	}
+	uv_timer_stop(&b->progress);
+	uv_timer_stop(&b->deadline);
+	b->pods_phase = false;
+	if (b->failed)
+		return 1;
+	if (b->ph.errors != 0) {
+		fprintf(stderr, "aep-bench sched: FAILED: %" PRIu64 " pod calls failed\n",
+			b->ph.errors);
+		return 1;
+	}
+	int64_t t_end = aep_now_monotonic_ns();
+	fprintf(stderr,
+		"aep-bench sched: all %" PRIu64 " pods bound after %.2f s; %" PRIu64
+		" re-bindings, %" PRIu64 " unbindings, %" PRIu64 " deletions, %" PRIu64
+		" events of other pods seen; verifying\n",
+		b->bound, (double)(t_end - b->t_start) / 1e9, b->rebinds, b->unbinds, b->deleted,
+		b->foreign);
+
+	/* The leader now, which is the one that scheduled unless it moved. */
+	char leader[32] = "";
+	unsigned li = b->cl->leader;
+	aep_cli_leader_of(b->cl->leader_addr, b->cl->tls, leader, sizeof(leader));
+	if (leader[0] == 'm' && (unsigned)atoi(leader + 1) >= 1 &&
+	    (unsigned)atoi(leader + 1) <= b->cl->n)
+		li = (unsigned)atoi(leader + 1) - 1;
+	if (li != b->cl->leader)
+		fprintf(stderr, "aep-bench sched: warning: leadership moved from m%u to m%u\n",
+			b->cl->leader + 1, li + 1);
+	double rss = rss_mib(b->cl->pids[li]);
+
+	uint64_t max_skew = 0;
+	int64_t violations = verify(b, &max_skew);
+	if (violations < 0) {
+		fprintf(stderr, "aep-bench sched: FAILED: cannot list pods and nodes\n");
+		return 1;
+	}
+	double create_s = (double)(b->t_last_ack - b->t_first_send) / 1e9;
+	double bind_s = (double)(b->t_last_bind - b->t_first_bind) / 1e9;
+	double e2e_s = (double)(b->t_last_bind - b->t_first_send) / 1e9;
+	double p50 = pct_bind_ms(b, 50), p99 = pct_bind_ms(b, 99);
+	fprintf(stderr,
+		"aep-bench sched: nodes_s=%.2f end_to_end_s=%.2f p50_bind_ms=%.1f leader=m%u\n",
+		nodes_s, e2e_s, p50, li + 1);
+	printf("nodes=%" PRIu64 " pods=%" PRIu64 " masters=%u create_s=%.2f bind_s=%.2f "
+	       "sched_pods_per_s=%.0f leader_rss_mib=%.0f\n",
+	       o->nodes, o->pods, o->masters, create_s, bind_s,
+	       bind_s > 0 ? (double)o->pods / bind_s : 0, rss);
+	printf("pods_per_s=%.0f p99_bind_ms=%.1f spread_max_skew=%" PRIu64 " violations=%" PRId64
+	       "\n",
+	       e2e_s > 0 ? (double)o->pods / e2e_s : 0, p99, max_skew, violations);
+	fflush(stdout);
+	return violations == 0 ? 0 : 1;
+}
+
+int bench_sched(int argc, char **argv)
+{
+	struct sched_bench b;
+	memset(&b, 0, sizeof(b));
+	int rv = parse_opts(argc, argv, &b.o);
+	if (rv != 0)
+		return rv;
+	if (size_nodes(&b) != 0)
+		return 2;
+	signal(SIGPIPE, SIG_IGN);
+	b.loop = uv_default_loop();
+	b.pods = aep_calloc(b.o.pods ? b.o.pods : 1, sizeof(*b.pods));
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+	b.conns = aep_calloc(b.o.conns, sizeof(*b.conns));
+	b.rc_cursor = aep_calloc(b.o.rcs, sizeof(*b.rc_cursor));
+	b.zone_cursor = aep_calloc((size_t)b.o.regions * b.o.zones, sizeof(*b.zone_cursor));
+	if (b.pods == NULL || b.conns == NULL || b.rc_cursor == NULL || b.zone_cursor == NULL) {
+		fprintf(stderr, "aep-bench sched: out of memory\n");
+		rv = 1;
+		goto out_free_arrays;
+	}
+	struct bench_cluster cl;
+	memset(&cl, 0, sizeof(cl));
+	b.cl = &cl;
+	if (bench_cluster_start(&cl, b.o.masters, b.o.base, b.o.aep) != 0) {
+		rv = 1;
+		goto out_stop_cluster;
+	}
+	fprintf(stderr, "aep-bench sched: %u masters in %s, leader m%u at %s\n", b.o.masters,
+		cl.dir, cl.leader + 1, cl.leader_addr);
+	rv = run(&b);
+	close_all(&b);
+out_stop_cluster:
+	bench_cluster_stop(&cl);
+out_free_arrays:
+	aep_free(b.pods);
+	aep_free(b.conns);
+	aep_free(b.rc_cursor);
+	aep_free(b.zone_cursor);
+	return rv;
+}
