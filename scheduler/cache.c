@@ -44,8 +44,7 @@ bool sched__labels_subset(const struct aep_label *want, size_t nwant, const stru
 	return true;
 }
 
-static bool labels_equal(const struct aep_label *a, size_t na, const struct aep_label *b,
-			 size_t nb)
+static bool labels_equal(const struct aep_label *a, size_t na, const struct aep_label *b, size_t nb)
 {
 	if (na != nb)
 		return false;
@@ -127,8 +126,7 @@ static int qty(const msgpack_object *map, const char *key, int64_t dflt, int64_t
 	}
 	if (q->type != MSGPACK_OBJECT_STR)
 		return AEP_EINVALID;
-	return aep_quantity_parse(q->via.str.ptr, q->via.str.size, out, &e) == 0 ? 0
-										: AEP_EINVALID;
+	return aep_quantity_parse(q->via.str.ptr, q->via.str.size, out, &e) == 0 ? 0 : AEP_EINVALID;
 }
 
 static int64_t sat_add(int64_t a, int64_t b)
@@ -317,8 +315,8 @@ static int node_parse(struct aep_sched *s, const struct aep_object *o, struct no
 	ni->pods /= 1000;
 	ni->ready = false;
 	const msgpack_object *conds = aep_mp_map_get(status, "conditions");
-	for (uint32_t i = 0; conds != NULL && conds->type == MSGPACK_OBJECT_ARRAY &&
-			     i < conds->via.array.size;
+	for (uint32_t i = 0;
+	     conds != NULL && conds->type == MSGPACK_OBJECT_ARRAY && i < conds->via.array.size;
 	     i++) {
 		const msgpack_object *cd = &conds->via.array.ptr[i];
 		if (aep_mp_str_eq(aep_mp_map_get(cd, "type"), "Ready"))
@@ -515,8 +513,8 @@ static int observe_node(struct aep_sched *s, enum aep_event_type t, const struct
 
 	bool statics = n->obj == NULL || n->ready != ni.ready ||
 		       n->unschedulable != ni.unschedulable || !node_labels_equal(n->obj, o);
-	bool relevant = statics || n->alloc_cpu != ni.cpu || n->alloc_mem != ni.mem ||
-			n->alloc_pods != ni.pods;
+	bool relevant =
+	    statics || n->alloc_cpu != ni.cpu || n->alloc_mem != ni.mem || n->alloc_pods != ni.pods;
 	if (n->obj == NULL)
 		s->npresent++;
 	aep_object_unref(n->obj);
@@ -584,9 +582,9 @@ static int observe_ns(struct aep_sched *s, enum aep_event_type t, const struct a
 		int rc = unpack(s, o, &root);
 		if (rc != 0)
 			return rc;
-		const msgpack_object *a = aep_mp_map_get(
-		    aep_mp_map_get(aep_mp_map_get(&root, "metadata"), "annotations"),
-		    AEP_SCHED_NODE_SELECTOR_ANNOTATION);
+		const msgpack_object *a =
+		    aep_mp_map_get(aep_mp_map_get(aep_mp_map_get(&root, "metadata"), "annotations"),
+				   AEP_SCHED_NODE_SELECTOR_ANNOTATION);
 		if (a != NULL && a->type == MSGPACK_OBJECT_STR) {
 			struct aep_error e = {0};
 			rc = aep_selector_parse(a->via.str.ptr, a->via.str.size, &sel, &e);
@@ -598,7 +596,8 @@ static int observe_ns(struct aep_sched *s, enum aep_event_type t, const struct a
 				aep_buf_printf(&b,
 					       "namespace \"%s\": annotation %s: invalid node "
 					       "selector: %s",
-					       o->meta.name, AEP_SCHED_NODE_SELECTOR_ANNOTATION, e.msg);
+					       o->meta.name, AEP_SCHED_NODE_SELECTOR_ANNOTATION,
+					       e.msg);
 				if (b.failed)
 					return AEP_ENOMEM;
 				err = aep_buf_steal(&b, NULL);
@@ -699,8 +698,7 @@ static int observe_group(struct aep_sched *s, enum aep_event_type t, const struc
 		if (o->kind == AEP_KIND_RC &&
 		    (sel == NULL || sel->type != MSGPACK_OBJECT_MAP || sel->via.map.size == 0))
 			sel = aep_mp_map_get(
-			    aep_mp_map_get(aep_mp_map_get(spec, "template"), "metadata"),
-			    "labels");
+			    aep_mp_map_get(aep_mp_map_get(spec, "template"), "metadata"), "labels");
 		struct aep_label *l;
 		size_t nl;
 		if ((rc = labels_from_map(sel, &l, &nl)) != 0)
@@ -749,8 +747,8 @@ static int observe_group(struct aep_sched *s, enum aep_event_type t, const struc
 		/* Room to count the placed pods it selects. */
 		uint32_t placed = 0;
 		for (struct sched__pod *p = ns->pods; p != NULL; p = p->ns_next)
-			if (p->node != NULL && sched__labels_subset(l, nl, p->obj->meta.labels,
-								    p->obj->meta.nlabels))
+			if (p->node != NULL &&
+			    sched__labels_subset(l, nl, p->obj->meta.labels, p->obj->meta.nlabels))
 				placed++;
 		if (sched__cmap_reserve(&g->on_node, placed) != 0)
 			goto err_after_gidx_alloc;
@@ -770,21 +768,22 @@ static int observe_group(struct aep_sched *s, enum aep_event_type t, const struc
 				group_count(s, g, p->node, 1);
 		}
 	}
+	/* @g joins its index entry before @old leaves, so that an entry they
+	 * share is not freed in between. */
+	if (g != NULL && gi != NULL) {
+		if (gi_new)
+			sched__map_put(&s->gidx, gi->h, gi);
+		g->idx = gi;
+		g->idx_next = gi->first;
+		gi->first = g;
+	}
 	if (old != NULL) {
 		group_unindex(s, old);
 		sched__map_del(&s->groups, old->h, old);
 		group_free(old);
 	}
-	if (g != NULL) {
-		if (gi_new)
-			sched__map_put(&s->gidx, gi->h, gi);
-		if (gi != NULL) {
-			g->idx = gi;
-			g->idx_next = gi->first;
-			gi->first = g;
-		}
+	if (g != NULL)
 		sched__map_put(&s->groups, g->h, g);
-	}
 	return 0;
 
 err_after_gidx_alloc:
@@ -848,10 +847,11 @@ int sched__pod_parse(struct aep_sched *s, const struct aep_object *o, struct sch
 		p->cpu = sat_add(p->cpu, cpu);
 		p->mem = sat_add(p->mem, milli_to_units(mem));
 		const msgpack_object *cp = aep_mp_map_get(c, "ports");
-		for (uint32_t j = 0; cp != NULL && cp->type == MSGPACK_OBJECT_ARRAY &&
-				     j < cp->via.array.size;
+		for (uint32_t j = 0;
+		     cp != NULL && cp->type == MSGPACK_OBJECT_ARRAY && j < cp->via.array.size;
 		     j++) {
-			const msgpack_object *hp = aep_mp_map_get(&cp->via.array.ptr[j], "hostPort");
+			const msgpack_object *hp =
+			    aep_mp_map_get(&cp->via.array.ptr[j], "hostPort");
 			if (hp == NULL || hp->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
 			    hp->via.u64 == 0)
 				continue;

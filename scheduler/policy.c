@@ -82,7 +82,8 @@ static int check_keys(const msgpack_object *map, const char *const *allowed, con
 		if (!ok) {
 			char q[80];
 			if (k->type != MSGPACK_OBJECT_STR)
-				return aep_errorf(e, AEP_EINVALID, "%s: keys must be strings", path);
+				return aep_errorf(e, AEP_EINVALID, "%s: keys must be strings",
+						  path);
 			return aep_errorf(e, AEP_EINVALID, "%s: unknown field %s", path,
 					  quote(q, sizeof(q), k));
 		}
@@ -490,6 +491,13 @@ int aep_sched_policy_describe(const struct aep_sched_policy *p, struct aep_buf *
 	for (size_t i = 0; i < p->nprios; i++) {
 		const struct sched__prio *pr = &p->prios[i];
 		aep_buf_printf(out, "priority %s weight %lld", pr->name, (long long)pr->weight);
+		for (size_t j = 0; j < sizeof(prio_names) / sizeof(prio_names[0]); j++) {
+			if (prio_names[j].type == pr->type) {
+				if (strcmp(prio_names[j].name, pr->name) != 0)
+					aep_buf_printf(out, ": %s", prio_names[j].name);
+				break;
+			}
+		}
 		if (pr->type == SCHED__R_ANTI_AFFINITY)
 			aep_buf_printf(out, ": serviceAntiAffinity label %s", pr->label);
 		else if (pr->type == SCHED__R_LABEL_PREFERENCE)

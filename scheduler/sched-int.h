@@ -44,7 +44,7 @@ enum sched__prio_type {
 struct sched__pred {
 	char *name;
 	enum sched__pred_type type;
-	char **labels; /* labelsPresence, serviceAffinity */
+	char **labels;			      /* labelsPresence, serviceAffinity */
 	uint8_t slots[SCHED__ARG_LABELS_MAX]; /* serviceAffinity: slot of each label */
 	size_t nlabels;
 	bool presence;
@@ -112,18 +112,20 @@ void sched__cmap_free(struct sched__cmap *m);
 
 struct sched__pod;
 
+/* The fields the walk reads come first: one cache line for the fit check,
+ * one for the label values. */
 struct sched__node {
-	char *name;
-	uint64_t h;
-	uint32_t idx;		/* slot in aep_sched.nodes */
-	struct aep_object *obj; /* the Node, NULL while only pods name it */
-	bool ready, unschedulable;
 	int64_t alloc_cpu, alloc_mem, alloc_pods;
 	int64_t req_cpu, req_mem, npods;
 	uint32_t *ports; /* host ports in use: port | proto << 16, sorted, repeats allowed */
 	uint32_t nports, cap_ports;
-	struct sched__pod *pods; /* placed here (bound or assumed), linked by node_next */
 	uint32_t lv[SCHED__SLOTS_MAX]; /* value id per slot, 0: label absent */
+	uint32_t idx;		       /* slot in aep_sched.nodes */
+	bool ready, unschedulable;
+	char *name;
+	uint64_t h;
+	struct aep_object *obj;	 /* the Node, NULL while only pods name it */
+	struct sched__pod *pods; /* placed here (bound or assumed), linked by node_next */
 };
 
 struct sched__ns {
@@ -147,8 +149,8 @@ struct sched__group {
 	size_t nsel;
 	struct sched__gidx *idx; /* index entry of sel[0], NULL when nsel == 0 */
 	struct sched__group *idx_next;
-	int64_t placed;		    /* pods placed */
-	struct sched__cmap on_node; /* node idx + 1 -> pods */
+	int64_t placed;			 /* pods placed */
+	struct sched__cmap on_node;	 /* node idx + 1 -> pods */
 	int64_t *vcnt[SCHED__SLOTS_MAX]; /* value id -> pods, per slot */
 	uint32_t vcap[SCHED__SLOTS_MAX];
 	uint32_t aff[SCHED__SLOTS_MAX]; /* the value the group's pods stay on, 0: none yet */
@@ -162,21 +164,33 @@ struct sched__gidx {
 	struct sched__group *first;
 };
 
+/* The nodes of a class with one value of a label, for pods whose service
+ * affinity requires that value. */
+struct sched__sub {
+	uint32_t slot, value;
+	uint64_t epoch;
+	uint32_t *list;
+	uint32_t n, next;
+};
+#define SCHED__SUBS_MAX 64 /* per class; beyond, the walk filters the class list */
+
 /* Pods that share the static predicates' outcome: same namespace and node
  * selector. */
 struct sched__class {
+	struct sched__sub *subs;
+	uint32_t nsubs;
 	uint64_t h;
 	struct sched__ns *ns;
 	struct aep_label *sel; /* the pod's nodeSelector, sorted, owned */
 	size_t nsel;
-	unsigned refs;		/* queued pods */
+	unsigned refs; /* pods unbound in the store: queued or assumed */
 	struct sched__class *idle_prev, *idle_next;
 	bool idle;
-	uint64_t epoch;	   /* built at this static epoch; 0: never */
-	uint32_t *list;	   /* nodes passing every static predicate, in walk order */
-	uint32_t n, next;  /* next: where the next pod starts walking */
-	uint16_t *sfail;   /* per node idx: pred index << 8 | reason, 0xffff: pass */
-	uint32_t cap;	   /* of list and sfail */
+	uint64_t epoch;	  /* built at this static epoch; 0: never */
+	uint32_t *list;	  /* nodes passing every static predicate, in walk order */
+	uint32_t n, next; /* next: where the next pod starts walking */
+	uint16_t *sfail;  /* per node idx: pred index << 8 | reason, 0xffff: pass */
+	uint32_t cap;	  /* of list and sfail */
 };
 
 enum sched__qstate { SCHED__Q_NONE, SCHED__Q_FIFO, SCHED__Q_BACKOFF };
@@ -234,7 +248,7 @@ struct aep_sched {
 	uint64_t walk_epoch; /* walk built at */
 	uint32_t *walk;	     /* present nodes interleaved by the spread slot */
 	uint32_t nwalk, walk_cap;
-	uint32_t nbuckets;   /* spread values present in the walk */
+	uint32_t nbuckets; /* spread values present in the walk */
 	/* scoring scratch, sized with the walk */
 	struct sched__node **cand;
 	int64_t *score, *raw;
@@ -247,9 +261,8 @@ struct aep_sched {
 	struct sched__class *idle_head, *idle_tail;
 	uint32_t nidle;
 	uint32_t sample_min, sample_pct;
-	uint64_t rr; /* ties among the best nodes go round-robin */
-	uint8_t dyn[SCHED__PREDS_MAX]; /* predicates that depend on what is placed */
-	uint32_t ndyn;
+	uint64_t rr;		       /* ties among the best nodes go round-robin */
+	bool has_resources, has_ports; /* the policy checks them */
 };
 
 /* ---- cache.c ------------------------------------------------------------ */
@@ -283,8 +296,8 @@ void sched__free_cache(struct aep_sched *s);
 
 void sched__queue_push(struct aep_sched *s, struct sched__pod *p); /* FIFO tail, due now */
 void sched__queue_remove(struct aep_sched *s, struct sched__pod *p);
-int sched__queue_reserve(struct aep_sched *s);		/* room for one more backed-off pod */
-void sched__flush_backoff(struct aep_sched *s);		/* every backed-off pod due now */
+int sched__queue_reserve(struct aep_sched *s);	/* room for one more backed-off pod */
+void sched__flush_backoff(struct aep_sched *s); /* every backed-off pod due now */
 void sched__class_put(struct aep_sched *s, struct sched__class *c); /* drop a queued pod's ref */
 /* The class of @p (ns, node selector), found or made; with a reference. */
 int sched__class_get(struct aep_sched *s, struct sched__pod *p, struct sched__class **out);

@@ -171,9 +171,17 @@ static bool class_eq(const void *v, const void *key)
 	return true;
 }
 
+static void class_free_subs(struct sched__class *c)
+{
+	for (uint32_t i = 0; i < c->nsubs; i++)
+		aep_free(c->subs[i].list);
+	aep_free(c->subs);
+}
+
 static void class_free(struct aep_sched *s, struct sched__class *c)
 {
 	sched__map_del(&s->classes, c->h, c);
+	class_free_subs(c);
 	aep_free(c->list);
 	aep_free(c->sfail);
 	aep_free(c->sel);
@@ -259,6 +267,7 @@ void sched__free_classes(struct aep_sched *s)
 	for (uint32_t i = 0; i < s->classes.cap; i++) {
 		struct sched__class *c = s->classes.e[i].v;
 		if (c != NULL) {
+			class_free_subs(c);
 			aep_free(c->list);
 			aep_free(c->sfail);
 			aep_free(c->sel);
@@ -381,7 +390,8 @@ static uint16_t static_fail(const struct aep_sched *s, const struct sched__ns *n
 			break;
 		case SCHED__P_NODE_SELECTOR:
 			if (!sched__labels_subset(sel, nsel, m->labels, m->nlabels) ||
-			    (ns->sel != NULL && !aep_selector_matches(ns->sel, m->labels, m->nlabels)))
+			    (ns->sel != NULL &&
+			     !aep_selector_matches(ns->sel, m->labels, m->nlabels)))
 				w = SCHED__W_SELECTOR;
 			break;
 		case SCHED__P_HOST_NAME:
@@ -417,6 +427,10 @@ struct pctx {
 	/* serviceAffinity: the value id each slot must have, 0: free,
 	 * UINT32_MAX: the pod's groups disagree, so nothing fits */
 	uint32_t req[SCHED__SLOTS_MAX];
+	uint32_t nfixed; /* slots with a required value, listed in fixed[] */
+	uint8_t fixed[SCHED__SLOTS_MAX];
+	bool impossible;
+	bool resources, ports; /* what fits() checks */
 };
 
 static void ctx_init(const struct aep_sched *s, const struct sched__pod *p, struct pctx *ctx)
@@ -434,7 +448,8 @@ static void ctx_init(const struct aep_sched *s, const struct sched__pod *p, stru
 			/* A node selector that fixes the label decides it. */
 			if (sched__label_get(p->nsel, p->nnsel, key) != NULL)
 				continue;
-			if (aep_selector_required_label(p->ns->sel, &rk, &rv) && strcmp(rk, key) == 0)
+			if (aep_selector_required_label(p->ns->sel, &rk, &rv) &&
+			    strcmp(rk, key) == 0)
 				continue;
 			uint32_t v = ctx->req[k];
 			for (uint32_t g = 0; g < p->ngroups; g++) {
@@ -449,6 +464,16 @@ static void ctx_init(const struct aep_sched *s, const struct sched__pod *p, stru
 			ctx->req[k] = v;
 		}
 	}
+	ctx->nfixed = 0;
+	ctx->impossible = false;
+	for (unsigned k = 0; k < pol->nslots; k++) {
+		if (ctx->req[k] == UINT32_MAX)
+			ctx->impossible = true;
+		else if (ctx->req[k] != 0)
+			ctx->fixed[ctx->nfixed++] = (uint8_t)k;
+	}
+	ctx->resources = s->has_resources;
+	ctx->ports = s->has_ports && p->nports > 0;
 }
 
 static bool port_used(const struct sched__node *n, uint32_t port)
@@ -494,6 +519,25 @@ static int dyn_fail(const struct pctx *ctx, const struct sched__pred *pr,
 		return -1;
 	default: return -1;
 	}
+}
+
+/* Does @n pass every dynamic predicate? The walk's inner loop: the same
+ * answer as dyn_fail() over the policy's dynamic predicates. */
+static inline bool fits(const struct pctx *ctx, const struct sched__node *n)
+{
+	const struct sched__pod *p = ctx->p;
+	if (ctx->resources &&
+	    (n->npods >= n->alloc_pods || (p->cpu > 0 && p->cpu > n->alloc_cpu - n->req_cpu) ||
+	     (p->mem > 0 && p->mem > n->alloc_mem - n->req_mem)))
+		return false;
+	for (uint32_t i = 0; i < ctx->nfixed; i++)
+		if (n->lv[ctx->fixed[i]] != ctx->req[ctx->fixed[i]])
+			return false;
+	if (ctx->ports)
+		for (uint32_t i = 0; i < p->nports; i++)
+			if (port_used(n, p->ports[i]))
+				return false;
+	return true;
 }
 
 /* The reason @n is out for the pod, every predicate in policy order; -1 when
@@ -583,9 +627,10 @@ static uint32_t score_cands(struct aep_sched *s, const struct pctx *ctx, uint32_
 		case SCHED__R_LEAST_REQUESTED:
 			for (uint32_t e = 0; e < m; e++) {
 				const struct sched__node *n = cand[e];
-				score[e] += w * ((least_requested(n->alloc_cpu, n->req_cpu, p->cpu) +
-						  least_requested(n->alloc_mem, n->req_mem, p->mem)) /
-						 2);
+				score[e] +=
+				    w * ((least_requested(n->alloc_cpu, n->req_cpu, p->cpu) +
+					  least_requested(n->alloc_mem, n->req_mem, p->mem)) /
+					 2);
 			}
 			break;
 		case SCHED__R_BALANCED:
@@ -701,6 +746,51 @@ static int class_build(struct aep_sched *s, struct sched__class *c)
 	return 0;
 }
 
+/* The class's nodes whose slot @k has value @v, in walk order; NULL when
+ * the class has too many such lists already. */
+static int class_sub(struct aep_sched *s, struct sched__class *c, unsigned k, uint32_t v,
+		     struct sched__sub **out)
+{
+	struct sched__sub *sub = NULL;
+	*out = NULL;
+	for (uint32_t i = 0; i < c->nsubs && sub == NULL; i++)
+		if (c->subs[i].slot == k && c->subs[i].value == v)
+			sub = &c->subs[i];
+	if (sub == NULL) {
+		if (c->nsubs == SCHED__SUBS_MAX)
+			return 0;
+		struct sched__sub *a = aep_realloc(c->subs, (c->nsubs + 1) * sizeof(*a));
+		if (a == NULL)
+			return AEP_ENOMEM;
+		c->subs = a;
+		sub = &c->subs[c->nsubs];
+		memset(sub, 0, sizeof(*sub));
+		sub->slot = k;
+		sub->value = v;
+		c->nsubs++;
+	}
+	if (sub->epoch != s->epoch) {
+		uint32_t n = 0;
+		for (uint32_t i = 0; i < c->n; i++)
+			n += s->nodes[c->list[i]]->lv[k] == v;
+		uint32_t *list = aep_malloc((n ? n : 1) * sizeof(*list));
+		if (list == NULL)
+			return AEP_ENOMEM;
+		n = 0;
+		for (uint32_t i = 0; i < c->n; i++)
+			if (s->nodes[c->list[i]]->lv[k] == v)
+				list[n++] = c->list[i];
+		aep_free(sub->list);
+		sub->list = list;
+		sub->n = n;
+		if (sub->next >= n)
+			sub->next = 0;
+		sub->epoch = s->epoch;
+	}
+	*out = sub;
+	return 0;
+}
+
 static char *sel_err_message(const struct sched__ns *ns)
 {
 	return aep_strdup(ns->sel_err);
@@ -722,22 +812,32 @@ static int schedule_one(struct aep_sched *s, struct sched__pod *p, struct sched_
 		return AEP_ENOMEM;
 	struct pctx ctx;
 	ctx_init(s, p, &ctx);
-	const struct aep_sched_policy *pol = s->pol;
-	uint32_t want = sample_want(s), m = 0, walked = 0, start = c->next;
-	while (walked < c->n && m < want) {
+	/* Walk the class's nodes, or only those with the value the service
+	 * affinity requires. */
+	const uint32_t *list = c->list;
+	uint32_t len = c->n, *next = &c->next;
+	if (ctx.nfixed > 0) {
+		struct sched__sub *sub;
+		if (class_sub(s, c, ctx.fixed[0], ctx.req[ctx.fixed[0]], &sub) != 0)
+			return AEP_ENOMEM;
+		if (sub != NULL) {
+			list = sub->list;
+			len = sub->n;
+			next = &sub->next;
+		}
+	}
+	uint32_t want = sample_want(s), m = 0, walked = 0, start = *next;
+	while (!ctx.impossible && walked < len && m < want) {
 		uint32_t pos = start + walked;
-		if (pos >= c->n)
-			pos -= c->n;
-		struct sched__node *n = s->nodes[c->list[pos]];
+		if (pos >= len)
+			pos -= len;
+		struct sched__node *n = s->nodes[list[pos]];
 		walked++;
-		uint32_t d = 0;
-		while (d < s->ndyn && dyn_fail(&ctx, &pol->preds[s->dyn[d]], n) < 0)
-			d++;
-		if (d == s->ndyn)
+		if (fits(&ctx, n))
 			s->cand[m++] = n;
 	}
 	if (m > 0) {
-		c->next = (start + walked) % c->n;
+		*next = (start + walked) % len;
 		*node = s->cand[score_cands(s, &ctx, m)];
 		return 0;
 	}
@@ -952,9 +1052,10 @@ int aep_sched_new(struct aep_sched_policy *p, struct aep_sched **out)
 	s->pol = p;
 	s->epoch = 1;
 	s->sample_min = 100;
-	for (size_t i = 0; i < p->npreds; i++)
-		if (is_dynamic(p->preds[i].type))
-			s->dyn[s->ndyn++] = (uint8_t)i;
+	for (size_t i = 0; i < p->npreds; i++) {
+		s->has_resources = s->has_resources || p->preds[i].type == SCHED__P_RESOURCES;
+		s->has_ports = s->has_ports || p->preds[i].type == SCHED__P_HOST_PORTS;
+	}
 	*out = s;
 	return 0;
 }
