@@ -1317,6 +1317,7 @@ void master__publish_metrics(struct master *m)
 	m->metrics.sched_bound = m->sched_bound;
 	m->metrics.sched_refused = m->sched_refused;
 	m->metrics.sched_failed = m->sched_failed;
+	m->metrics.sched_events_skipped = m->sched_events_skipped;
 	m->metrics.sched_queued = master__sched_queued(m);
 	m->metrics.connections = m->nconns;
 	memcpy(m->metrics.methods, m->stats, sizeof(m->stats));

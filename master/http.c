@@ -71,6 +71,9 @@ static void render_metrics(struct master *m, struct aep_buf *b)
 	      n, x->sched_refused);
 	gauge(b, "aep_scheduler_failures_total", "Placement attempts that found no node.",
 	      "counter", n, x->sched_failed);
+	gauge(b, "aep_scheduler_events_skipped_total",
+	      "FailedScheduling events not written because of the event rate limit.", "counter", n,
+	      x->sched_events_skipped);
 	gauge(b, "aep_scheduler_queued", "Pods waiting for a node (leader only).", "gauge", n,
 	      x->sched_queued);
 	aep_buf_printf(b, "# HELP aep_api_requests_total API requests by method.\n"

@@ -60,7 +60,7 @@ struct master_metrics {
 	uint64_t objects[AEP_KIND__COUNT];
 	uint64_t watches;
 	uint64_t connections;
-	uint64_t sched_bound, sched_refused, sched_failed, sched_queued;
+	uint64_t sched_bound, sched_refused, sched_failed, sched_queued, sched_events_skipped;
 	struct master_method_stats methods[MASTER_M__COUNT];
 	bool ready;
 };
@@ -121,6 +121,7 @@ struct master {
 	struct aep_buf sched_policy_doc; /* --scheduler-policy as msgpack; empty: default */
 	uint64_t sched_bound, sched_refused, sched_failed;
 	uint64_t sched_queued; /* published by sched.c while leader */
+	uint64_t sched_events_skipped;
 };
 
 /* api.c */

@@ -30,6 +30,13 @@
 #define MS_BATCH      1024  /* pods placed per loop turn */
 #define MS_INFLIGHT   16384 /* bindings submitted and not yet answered */
 #define PLAN_PODS_MAX 10000 /* pods one plan call may place */
+/* FailedScheduling events: at most EVENT_BURST at once, refilled at
+ * EVENT_RATE per second. Thousands of pods that fit nowhere (a cluster
+ * without room, a typo in a selector) must not turn into thousands of
+ * Raft writes a second; a pod whose event is skipped still retries, and
+ * its event is written at a later failure. */
+#define EVENT_RATE  100
+#define EVENT_BURST 500
 
 static const enum aep_kind watched[] = {AEP_KIND_NAMESPACE, AEP_KIND_NODE, AEP_KIND_SERVICE,
 					AEP_KIND_RC, AEP_KIND_POD};
@@ -44,6 +51,8 @@ struct master_sched {
 	unsigned open_handles;
 	bool rebuild; /* a watch expired or the cache missed an event */
 	size_t inflight;
+	double event_tokens;
+	int64_t event_refill_ns;
 	struct aep_sched_binding bind[MS_BATCH];
 	struct aep_sched_failure fail[MS_BATCH];
 };
@@ -188,8 +197,22 @@ static bool event_prior(const struct aep_object *ev, const char *uid, int64_t *c
 	return same;
 }
 
+/* Take one event token (see EVENT_RATE); false when none is left. */
+static bool event_token(struct master_sched *ms)
+{
+	int64_t now = aep_now_monotonic_ns();
+	ms->event_tokens += (double)(now - ms->event_refill_ns) * EVENT_RATE / 1e9;
+	if (ms->event_tokens > EVENT_BURST)
+		ms->event_tokens = EVENT_BURST;
+	ms->event_refill_ns = now;
+	if (ms->event_tokens < 1)
+		return false;
+	ms->event_tokens -= 1;
+	return true;
+}
+
 /* Create or update the pod's FailedScheduling event. Best effort: a write
- * that fails is retried with the pod's next failure. */
+ * that fails or is over the rate is made at the pod's next failure. */
 static void record_failure(struct master_sched *ms, const struct aep_object *pod, const char *msg)
 {
 	struct master *m = ms->m;
@@ -360,7 +383,10 @@ static void on_idle(uv_idle_t *h)
 	}
 	for (size_t i = 0; i < nf; i++) {
 		ms->m->sched_failed++;
-		record_failure(ms, ms->fail[i].pod, ms->fail[i].message);
+		if (event_token(ms))
+			record_failure(ms, ms->fail[i].pod, ms->fail[i].message);
+		else
+			ms->m->sched_events_skipped++;
 		aep_object_unref(ms->fail[i].pod);
 		aep_free(ms->fail[i].message);
 	}
@@ -389,6 +415,8 @@ int master__sched_start(struct master *m)
 	if (ms == NULL)
 		return AEP_ENOMEM;
 	ms->m = m;
+	ms->event_tokens = EVENT_BURST;
+	ms->event_refill_ns = aep_now_monotonic_ns();
 	uv_idle_init(m->loop, &ms->idle);
 	uv_timer_init(m->loop, &ms->timer);
 	ms->idle.data = ms;
