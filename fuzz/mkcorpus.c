@@ -573,6 +573,21 @@ static void cmd_member(struct aep_batch *b, const char *name, const char *api, c
 		die("aep_batch_add", "failed");
 }
 
+static void cmd_bind(struct aep_batch *b, const char *ns, const char *name, const char *node,
+		     const char *uid)
+{
+	struct aep_cmd c = {.op = AEP_OP_BIND,
+			    .kind = AEP_KIND_POD,
+			    .ns = ns,
+			    .name = name,
+			    .node = node,
+			    .now_ns = 1795000000000000000};
+	if (uid != NULL)
+		snprintf(c.uid, sizeof(c.uid), "%s", uid);
+	if (aep_batch_add(b, &c) != 0)
+		die("aep_batch_add", "failed");
+}
+
 /* Finish @b, apply it to @s at @index, append it to @seq (with a marker
  * before all but the first), and reset @b. */
 static void entry_done(struct aep_batch *b, struct aep_store *s, uint64_t index,
@@ -682,8 +697,17 @@ static void do_entries(void)
 	entry_done(&b, s, 5, &seq, "e5-more.mp");
 	put_snapshot(s, "full.lz4");
 
+	/* 6: the scheduler's bindings: one binds, one is already bound, one
+	 * names a missing pod, one a re-created pod (uid), one a bad node. */
+	cmd_bind(&b, "default", "a", "node-2", NULL);
+	cmd_bind(&b, "default", "a", "node-3", NULL);
+	cmd_bind(&b, "default", "gone", "node-2", NULL);
+	cmd_bind(&b, "default", "b", "node-2", "00000000-0000-4000-8000-000000000000");
+	cmd_bind(&b, "default", "b", "Node_2", NULL);
+	entry_done(&b, s, 6, &seq, "e6-bind.mp");
+
 	/* An empty entry is valid too. */
-	entry_done(&b, s, 6, &seq, "e6-empty.mp");
+	entry_done(&b, s, 7, &seq, "e7-empty.mp");
 	put("fuzz_apply", "sequence.mp", seq.data, seq.len);
 
 	aep_buf_free(&seq);
