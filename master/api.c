@@ -1283,12 +1283,13 @@ void master__leadership(void *data, bool leader)
 		m->fwd = NULL;
 	}
 	if (leader && !m->stopping) {
-		if (master__sched_start(m) != 0)
+		if (master__sched_start(m) != 0 || master__rc_start(m) != 0)
 			fprintf(stderr,
-				"aep master %s: cannot start the scheduler: out of memory\n",
+				"aep master %s: cannot start the controllers: out of memory\n",
 				m->name);
 	} else if (!leader) {
 		master__sched_stop(m);
+		master__rc_stop(m);
 	}
 	maybe_announce(m);
 }

@@ -122,6 +122,11 @@ struct master {
 	uint64_t sched_bound, sched_refused, sched_failed;
 	uint64_t sched_queued; /* published by sched.c while leader */
 	uint64_t sched_events_skipped;
+
+	/* The replication manager (rc.c): runs only while this master leads. */
+	struct master_rc *rc;
+	uint64_t rc_epoch;
+	uint64_t rc_write_errors;
 };
 
 /* api.c */
@@ -152,6 +157,14 @@ uint64_t master__sched_queued(struct master *m);
  * only. Returns 0 with the reply appended to @out, or an error in @e. */
 int master__sched_plan(struct master *m, const msgpack_object *params, struct aep_buf *out,
 		       struct aep_error *e);
+/* rc.c: the replication manager, leader only (start: 0 or AEP_ENOMEM;
+ * stop: NULL-safe, idempotent). */
+int master__rc_start(struct master *m);
+void master__rc_stop(struct master *m);
+/* rc.c: the replication manager, leader only (start: 0 or AEP_ENOMEM;
+ * stop: NULL-safe, idempotent). */
+int master__rc_start(struct master *m);
+void master__rc_stop(struct master *m);
 /* Read and check --scheduler-policy FILE (YAML or JSON); kept for every
  * later leadership term. */
 int master__sched_load_policy(struct master *m, const char *path, struct aep_error *e);

@@ -137,6 +137,7 @@ static void stop(struct master *m)
 	fprintf(stderr, "aep master %s: stopping\n", m->name);
 	master__retry_parked(m); /* answers them: shutting down */
 	master__sched_stop(m);
+	master__rc_stop(m);
 	uv_timer_stop(&m->tick);
 	master__http_stop(m);
 	aep_rpc_server_close(m->rpc, rpc_closed, m);

@@ -302,6 +302,10 @@ struct aep_event {
 	enum aep_event_type type;
 	uint64_t rv;
 	struct aep_object *obj; /* borrowed; ref it to keep it */
+	/* MODIFIED: the object as it was before this change, when the log
+	 * still knows it (NULL after a snapshot restore); else NULL.
+	 * Borrowed. Controllers use it to see what changed. */
+	struct aep_object *prev;
 };
 
 /* Called synchronously from aep_store_apply (and from aep_store_watch for

@@ -96,7 +96,7 @@ static void deliver(struct aep_watch *w, const struct state__event *ev)
 	} else if (!sel_matches(w, o)) {
 		return;
 	}
-	struct aep_event out = {type, ev->rv, ev->obj};
+	struct aep_event out = {type, ev->rv, ev->obj, type == AEP_EV_MODIFIED ? ev->prev : NULL};
 	w->cb(&out, w->data);
 }
 

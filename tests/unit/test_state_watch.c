@@ -27,6 +27,7 @@ struct rec {
 		enum aep_event_type type;
 		uint64_t rv;
 		char name[64];
+		char prev_labels[64]; /* "k=v,..." of ev->prev; "-" when NULL */
 	} ev[REC_MAX];
 	/* What to do from the callback. */
 	struct aep_store *store;
@@ -51,6 +52,15 @@ static void record(const struct aep_event *ev, void *data)
 	r->ev[r->n].type = ev->type;
 	r->ev[r->n].rv = ev->rv;
 	snprintf(r->ev[r->n].name, sizeof(r->ev[r->n].name), "%s", ev->obj->meta.name);
+	char *pl = r->ev[r->n].prev_labels;
+	size_t off = 0;
+	snprintf(pl, 64, "-");
+	for (size_t i = 0; ev->prev != NULL && i < ev->prev->meta.nlabels && off < 64; i++)
+		off +=
+		    (size_t)snprintf(pl + off, 64 - off, "%s%s=%s", i ? "," : "",
+				     ev->prev->meta.labels[i].key, ev->prev->meta.labels[i].value);
+	if (ev->prev != NULL && ev->prev->meta.nlabels == 0)
+		pl[0] = '\0';
 	r->n++;
 	if (r->other != NULL && *r->other != NULL) {
 		aep_store_unwatch(r->store, *r->other);
@@ -424,6 +434,42 @@ static void watch_survives_allocation_failure(void **state)
 	aep_store_free(s);
 }
 
+/* A MODIFIED event carries the object as it was, so a controller can tell
+ * what changed; other events, and MODIFIED turned into ADDED/DELETED by a
+ * selector, carry none. Replays carry it too. */
+static void modified_carries_previous_object(void **state)
+{
+	(void)state;
+	struct aep_store *s = fx_new_store();
+	struct rec *all = calloc(1, sizeof(*all)), *sel = calloc(1, sizeof(*sel)),
+		   *replay = calloc(1, sizeof(*replay));
+	struct aep_watch *w1 = watch(s, AEP_KIND_POD, NULL, NULL, 0, all);
+	struct aep_watch *w2 = watch(s, AEP_KIND_POD, NULL, "app=web", 0, sel);
+	create_pod(s, 1, "default", "a", "app=web", "img");
+	update_pod(s, 2, "default", "a", "app=web,v=2", "img");
+	update_pod(s, 3, "default", "a", "app=db", "img");
+	delete_pod(s, 4, "default", "a");
+	assert_int_equal(all->n, 4);
+	assert_string_equal(all->ev[0].prev_labels, "-");
+	assert_string_equal(all->ev[1].prev_labels, "app=web");
+	assert_string_equal(all->ev[2].prev_labels, "app=web,v=2");
+	assert_string_equal(all->ev[3].prev_labels, "-");
+	assert_int_equal(sel->n, 3); /* ADDED, MODIFIED, DELETED (moved out) */
+	assert_string_equal(sel->ev[1].prev_labels, "app=web");
+	assert_int_equal(sel->ev[2].type, AEP_EV_DELETED);
+	assert_string_equal(sel->ev[2].prev_labels, "-");
+	struct aep_watch *w3 = watch(s, AEP_KIND_POD, NULL, NULL, all->ev[0].rv, replay);
+	assert_int_equal(replay->n, 3);
+	assert_string_equal(replay->ev[0].prev_labels, "app=web");
+	aep_store_unwatch(s, w1);
+	aep_store_unwatch(s, w2);
+	aep_store_unwatch(s, w3);
+	free(all);
+	free(sel);
+	free(replay);
+	aep_store_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -434,6 +480,7 @@ int main(void)
 	    cmocka_unit_test(watch_from_inside_callback),
 	    cmocka_unit_test(restore_expires_watches),
 	    cmocka_unit_test(watch_survives_allocation_failure),
+	    cmocka_unit_test(modified_carries_previous_object),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
