@@ -25,6 +25,14 @@ struct bench_cluster {
 
 int bench_cluster_start(struct bench_cluster *c, unsigned n, unsigned base, const char *aep);
 void bench_cluster_stop(struct bench_cluster *c);
+/* Kill master @i with SIGKILL (a crash: no shutdown, nothing flushed) and
+ * reap it; its slot is then empty (pids[i] = 0), which bench_cluster_stop
+ * and the signal handler skip. Returns 0, or -1 when @i is not running. */
+int bench_cluster_kill(struct bench_cluster *c, unsigned i);
+/* The leader as the running masters report it: 0 with its index in *@idx,
+ * or -1 when none of them names a running master as leader. Blocking
+ * (up to a second per master); not from inside a loop callback. */
+int bench_cluster_leader(struct bench_cluster *c, unsigned *idx);
 /* A metric of master @i (its first sample), read from its /metrics; -1
  * when absent. */
 double bench_metric(struct bench_cluster *c, unsigned i, const char *name);

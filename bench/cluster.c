@@ -166,6 +166,40 @@ void bench_cluster_stop(struct bench_cluster *c)
 	}
 }
 
+int bench_cluster_kill(struct bench_cluster *c, unsigned i)
+{
+	if (i >= c->n || c->pids[i] <= 0)
+		return -1;
+	if (kill(c->pids[i], SIGKILL) != 0)
+		return -1;
+	/* SIGKILL cannot be caught: the wait ends once the kernel has torn the
+	 * process down, which closes its sockets (its clients see EOF). */
+	while (waitpid(c->pids[i], NULL, 0) < 0 && errno == EINTR)
+		;
+	c->pids[i] = 0;
+	return 0;
+}
+
+int bench_cluster_leader(struct bench_cluster *c, unsigned *idx)
+{
+	for (unsigned i = 0; i < c->n; i++) {
+		char addr[32], leader[32] = "";
+		if (c->pids[i] <= 0)
+			continue;
+		snprintf(addr, sizeof(addr), "127.0.0.1:%u", c->base + i);
+		if (aep_cli_leader_of(addr, c->tls, leader, sizeof(leader)) != 0)
+			continue;
+		/* Masters are named m1..mN. */
+		char *end = leader;
+		unsigned long k = leader[0] == 'm' ? strtoul(leader + 1, &end, 10) : 0;
+		if (k >= 1 && k <= c->n && *end == '\0' && c->pids[k - 1] > 0) {
+			*idx = (unsigned)k - 1;
+			return 0;
+		}
+	}
+	return -1;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;

@@ -24,7 +24,19 @@
  * round-robin over the zones of the pod's region) for testing the harness
  * without a scheduler; --self-bind-bad overfills one node (which also
  * skews the zone spread), puts one pod outside its region and re-binds
- * another, to show that the checks catch it. */
+ * another, to show that the checks catch it.
+ *
+ * --kill-leader (at --kill-leader-at of the pods seen bound, default half)
+ * kills the leader with SIGKILL in the middle of the placement and checks
+ * that the next leader's scheduler carries on. The pod connections list
+ * every master, so a call after the crash reconnects to a survivor and
+ * follows its NotLeader redirect; creates answered Unavailable, NotLeader
+ * or Timeout (their outcome is unknown) are sent again after
+ * SCHED_RETRY_MS, and AlreadyExists on a re-sent create counts as created
+ * (the first attempt committed). The watch resumes from its last revision
+ * on any running master if its connection drops. Status probes of the
+ * survivors, every SCHED_TICK_MS, tell when a new leader is up; the first
+ * binding seen after that ends the failover. The checks are the same. */
 #include "bench/bench.h"
 #include "cli/cli.h"
 #include "state/state.h"
@@ -37,15 +49,18 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SCHED_MAX_NODES	  1000000u
-#define SCHED_MAX_PODS	  10000000u
-#define SCHED_MAX_RCS	  100000u
-#define SCHED_MAX_REGIONS 1000u
-#define SCHED_MAX_ZONES	  1000u
-#define SCHED_EXAMPLES	  5 /* examples printed per failed check */
-#define GI		  ((int64_t)1 << 30)
-#define MI		  ((int64_t)1 << 20)
-#define KI		  ((int64_t)1 << 10)
+#define SCHED_MAX_NODES	   1000000u
+#define SCHED_MAX_PODS	   10000000u
+#define SCHED_MAX_RCS	   100000u
+#define SCHED_MAX_REGIONS  1000u
+#define SCHED_MAX_ZONES	   1000u
+#define SCHED_EXAMPLES	   5	/* examples printed per failed check */
+#define SCHED_TICK_MS	   20	/* --kill-leader: re-sends and status probes */
+#define SCHED_RETRY_MS	   100	/* --kill-leader: delay before a call is sent again */
+#define SCHED_MAX_ATTEMPTS 3000 /* --kill-leader: sends of one create, 5 min at least */
+#define GI		   ((int64_t)1 << 30)
+#define MI		   ((int64_t)1 << 20)
+#define KI		   ((int64_t)1 << 10)
 
 enum self_bind { BIND_SCHEDULER, BIND_SELF, BIND_SELF_BAD };
 
@@ -55,6 +70,8 @@ struct sched_opts {
 	int64_t cpu_milli, mem_milli; /* per pod, milli-units */
 	char cpu[32], mem[32];	      /* per pod, as given */
 	enum self_bind bind;
+	bool kill_leader;
+	double kill_at; /* fraction of the pods seen bound that triggers the kill */
 	char aep[4096];
 };
 
@@ -85,7 +102,18 @@ struct phase {
 struct call_ctx {
 	struct sched_bench *b;
 	uint64_t idx;
-	int step; /* 0 create, 1 bind (self-bind), 2 re-bind (self-bind-bad) */
+	int step;	       /* 0 create, 1 bind (self-bind), 2 re-bind (self-bind-bad) */
+	unsigned attempts;     /* sends before the current one (--kill-leader) */
+	int64_t retry_at;      /* monotonic ns: when to send again */
+	struct call_ctx *next; /* the re-send queue */
+};
+
+/* A status probe of one master (--kill-leader): who is leader now. */
+struct probe {
+	struct sched_bench *b;
+	unsigned i;
+	struct aep_rpc_client *c;
+	bool busy; /* a status call is open */
 };
 
 struct sched_bench {
@@ -115,6 +143,20 @@ struct sched_bench {
 	uint32_t *rc_cursor;   /* per RC: next zone */
 	uint32_t *zone_cursor; /* per region*zones+zone: next node */
 	uint64_t bad_load;     /* pods put on node 0 by --self-bind-bad */
+	/* --kill-leader */
+	uv_timer_t tick;
+	struct probe probes[BENCH_MAX_MASTERS];
+	struct call_ctx *retry_head, *retry_tail; /* creates to send again, by retry_at */
+	uint64_t kill_at_bound;			  /* bindings seen that trigger the kill */
+	bool leader_killed;
+	unsigned killed;	       /* index of the master killed */
+	int new_leader;		       /* index, -1 until a survivor says it leads */
+	uint64_t at_bound;	       /* bindings seen when it was killed */
+	uint64_t bound_before_elected; /* bindings seen after the kill, before a new leader */
+	uint64_t resent, resent_exists, call_failures;
+	int64_t t_kill, t_elected, t_failover;
+	bool rewatch_due;
+	int64_t rewatch_at;
 };
 
 /* The limits of our own clients: whole lists of pods and nodes in one
@@ -469,6 +511,36 @@ static void phase_fill(struct sched_bench *b)
 	}
 }
 
+/* A create sent again (--kill-leader) that finds its pod: an earlier
+ * attempt committed, its answer lost with the connection. */
+static bool created_again(const struct call_ctx *cc, const struct aep_rpc_reply *r)
+{
+	return cc->step == 0 && cc->attempts > 0 && r->code == AEP_EEXISTS;
+}
+
+/* --kill-leader: a pod create whose outcome is unknown (its connection
+ * broke, or no master knew a leader yet) joins the re-send queue. True
+ * when @cc was queued; it stays in the phase's window meanwhile. */
+static bool retry_later(struct sched_bench *b, struct call_ctx *cc, const struct aep_rpc_reply *r)
+{
+	if (!b->o.kill_leader || !b->pods_phase || cc->step != 0 ||
+	    cc->attempts + 1 >= SCHED_MAX_ATTEMPTS ||
+	    (r->code != AEP_EUNAVAILABLE && r->code != AEP_ENOTLEADER && r->code != AEP_ETIMEOUT))
+		return false;
+	if (b->call_failures++ < SCHED_EXAMPLES)
+		fprintf(stderr,
+			"aep-bench sched: create pod %" PRIu64 ": %s: %.*s; sending it again\n",
+			cc->idx, aep_err_code(r->code), (int)r->msg_len, r->msg ? r->msg : "");
+	cc->retry_at = aep_now_monotonic_ns() + (int64_t)SCHED_RETRY_MS * 1000000;
+	cc->next = NULL;
+	if (b->retry_tail != NULL)
+		b->retry_tail->next = cc;
+	else
+		b->retry_head = cc;
+	b->retry_tail = cc;
+	return true;
+}
+
 static void call_done(void *data, const struct aep_rpc_reply *r)
 {
 	struct call_ctx *cc = data;
@@ -478,6 +550,8 @@ static void call_done(void *data, const struct aep_rpc_reply *r)
 		aep_free(cc);
 		return;
 	}
+	if (retry_later(b, cc, r))
+		return;
 	if (r->code != 0 && cc->step == 2) {
 		/* A master that refuses to move a bound pod is right to. */
 		fprintf(stderr,
@@ -485,7 +559,7 @@ static void call_done(void *data, const struct aep_rpc_reply *r)
 			" was refused: %s: %.*s\n",
 			cc->idx, aep_err_code(r->code), (int)r->msg_len, r->msg ? r->msg : "");
 		b->rebind_refused = true;
-	} else if (r->code != 0 && ph->errors++ < SCHED_EXAMPLES)
+	} else if (r->code != 0 && !created_again(cc, r) && ph->errors++ < SCHED_EXAMPLES)
 		fprintf(stderr, "aep-bench sched: %s %" PRIu64 " (step %d): %s: %.*s\n", ph->what,
 			cc->idx, cc->step, aep_err_code(r->code), (int)r->msg_len,
 			r->msg ? r->msg : "");
@@ -560,13 +634,16 @@ static bool pod_answered(struct sched_bench *b, struct call_ctx *cc, const struc
 {
 	int64_t now = aep_now_monotonic_ns(), node;
 	if (cc->step == 0) {
-		if (r->code == 0) {
+		bool ok = r->code == 0 || created_again(cc, r);
+		if (ok) {
 			b->pods[cc->idx].t_ack = now;
 			b->pods[cc->idx].created = true;
 			b->created++;
 			b->t_last_ack = now;
+			if (r->code != 0)
+				b->resent_exists++;
 		}
-		if (r->code != 0 || b->o.bind == BIND_SCHEDULER)
+		if (!ok || b->o.bind == BIND_SCHEDULER)
 			return false;
 		node = self_pick(b, cc->idx);
 	} else if (cc->step == 1 && r->code == 0 && b->o.bind == BIND_SELF_BAD && cc->idx == 0) {
@@ -582,6 +659,102 @@ static bool pod_answered(struct sched_bench *b, struct call_ctx *cc, const struc
 		return false;
 	}
 	return true;
+}
+
+/* ---- --kill-leader ------------------------------------------------------------- */
+
+/* SIGKILL the master the pod connections write to: the leader (they follow
+ * NotLeader redirects, so also when leadership moved before). */
+static void kill_leader(struct sched_bench *b)
+{
+	struct bench_cluster *cl = b->cl;
+	unsigned li = cl->leader;
+	const char *srv = aep_rpc_client_server(b->conns[0]);
+	for (unsigned i = 0; srv != NULL && i < cl->n; i++) {
+		char addr[32];
+		snprintf(addr, sizeof(addr), "127.0.0.1:%u", cl->base + i);
+		if (strcmp(addr, srv) == 0)
+			li = i;
+	}
+	pid_t pid = cl->pids[li];
+	b->t_kill = aep_now_monotonic_ns();
+	b->at_bound = b->bound;
+	if (bench_cluster_kill(cl, li) != 0) {
+		fail(b, "cannot kill the leader m%u (pid %d)", li + 1, (int)pid);
+		return;
+	}
+	b->leader_killed = true;
+	b->killed = li;
+	fprintf(stderr,
+		"aep-bench sched: killed the leader m%u (pid %d) with SIGKILL: %" PRIu64
+		" pods bound, %" PRIu64 " created, %" PRIu64 " creates in flight\n",
+		li + 1, (int)pid, b->bound, b->created, b->ph.inflight);
+}
+
+static void probe_done(void *data, const struct aep_rpc_reply *r)
+{
+	struct probe *pr = data;
+	struct sched_bench *b = pr->b;
+	pr->busy = false;
+	if (b->closing || r->code != 0 || r->result == NULL || b->t_elected != 0 ||
+	    pr->i == b->killed)
+		return;
+	const msgpack_object *lead = aep_mp_map_get(r->result, "leader");
+	if (lead == NULL || lead->type != MSGPACK_OBJECT_BOOLEAN || !lead->via.boolean)
+		return;
+	b->t_elected = aep_now_monotonic_ns();
+	b->new_leader = (int)pr->i;
+	fprintf(stderr,
+		"aep-bench sched: m%u reports itself leader %.0f ms after the kill (%" PRIu64
+		" bindings seen in between)\n",
+		pr->i + 1, (double)(b->t_elected - b->t_kill) / 1e6, b->bound_before_elected);
+}
+
+/* Ask every surviving master, one status call each at a time, whether it
+ * leads. */
+static void probe_all(struct sched_bench *b)
+{
+	for (unsigned i = 0; i < b->cl->n; i++) {
+		struct probe *pr = &b->probes[i];
+		if (pr->c == NULL || pr->busy || i == b->killed)
+			continue;
+		pr->busy = true;
+		if (aep_rpc_call(pr->c, "status", "\x80", 1, probe_done, pr) != 0)
+			pr->busy = false;
+	}
+}
+
+/* Send the queued creates that are due. */
+static void resend_due(struct sched_bench *b, int64_t now)
+{
+	while (!b->failed && b->retry_head != NULL && b->retry_head->retry_at <= now) {
+		struct call_ctx *cc = b->retry_head;
+		b->retry_head = cc->next;
+		if (b->retry_head == NULL)
+			b->retry_tail = NULL;
+		cc->next = NULL;
+		cc->attempts++;
+		b->resent++;
+		int rv = send_call(b, cc, "create", -1);
+		if (rv != 0) {
+			aep_free(cc);
+			fail(b, "create pod: cannot send it again: %s", aep_err_code(rv));
+			return;
+		}
+	}
+}
+
+static void rewatch(struct sched_bench *b);
+
+static void tick_cb(uv_timer_t *t)
+{
+	struct sched_bench *b = t->data;
+	int64_t now = aep_now_monotonic_ns();
+	resend_due(b, now);
+	if (!b->failed && b->rewatch_due && now >= b->rewatch_at)
+		rewatch(b);
+	if (!b->failed && b->leader_killed && b->t_elected == 0)
+		probe_all(b);
 }
 
 /* ---- the watch ------------------------------------------------------------------ */
@@ -651,6 +824,18 @@ static void on_event(struct sched_bench *b, const msgpack_object *ev, int64_t no
 	if (b->t_first_bind == 0)
 		b->t_first_bind = now;
 	b->t_last_bind = now;
+	if (b->leader_killed && b->t_failover == 0) {
+		/* Nothing commits without a leader: bindings seen before a
+		 * survivor reports itself leader were committed before the
+		 * kill, or by the new leader in the few ms before its report
+		 * (the probes' granularity, SCHED_TICK_MS, plus a round trip). */
+		if (b->t_elected != 0)
+			b->t_failover = now;
+		else
+			b->bound_before_elected++;
+	}
+	if (b->o.kill_leader && !b->leader_killed && b->bound >= b->kill_at_bound)
+		kill_leader(b);
 }
 
 static void watch_notify(void *data, const char *method, size_t method_len,
@@ -684,27 +869,39 @@ static void rewatch_done(void *data, const struct aep_rpc_reply *r)
 {
 	struct sched_bench *b = data;
 	b->rewatching = false;
-	const msgpack_object *id = aep_mp_map_get(r->result, "watch");
-	if (r->code != 0 || id == NULL || id->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
-		if (!b->failed)
-			fail(b, "re-watching pods on %s from %" PRIu64 ": %s: %.*s",
-			     b->follower_addr, b->watch_rv, aep_err_code(r->code), (int)r->msg_len,
-			     r->msg ? r->msg : "");
+	if (b->failed || b->closing)
+		return;
+	const msgpack_object *id = r->code == 0 ? aep_mp_map_get(r->result, "watch") : NULL;
+	if (id == NULL || id->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+		if (b->o.kill_leader && (r->code == AEP_EUNAVAILABLE || r->code == AEP_ENOTLEADER ||
+					 r->code == AEP_ETIMEOUT)) {
+			/* No master answered this round: the tick tries again. */
+			fprintf(stderr,
+				"aep-bench sched: re-watching pods from %" PRIu64
+				": %s: %.*s; trying again\n",
+				b->watch_rv, aep_err_code(r->code), (int)r->msg_len,
+				r->msg ? r->msg : "");
+			b->rewatch_due = true;
+			b->rewatch_at = aep_now_monotonic_ns() + (int64_t)SCHED_RETRY_MS * 1000000;
+			return;
+		}
+		fail(b, "re-watching pods on %s from %" PRIu64 ": %s: %.*s", b->follower_addr,
+		     b->watch_rv, aep_err_code(r->code), (int)r->msg_len, r->msg ? r->msg : "");
 		return;
 	}
 	b->watch_id = id->via.u64;
-	fprintf(stderr, "aep-bench sched: watch resumed from revision %" PRIu64 "\n", b->watch_rv);
+	const char *srv = aep_rpc_client_server(b->watcher);
+	if (srv != NULL)
+		snprintf(b->follower_addr, sizeof(b->follower_addr), "%s", srv);
+	fprintf(stderr, "aep-bench sched: watch resumed on %s from revision %" PRIu64 "\n",
+		b->follower_addr, b->watch_rv);
 }
 
-/* The follower dropped the connection (a watcher that falls 256 MiB behind
- * is cut off): watch again from the last revision seen. */
-static void watch_disconnect(void *data)
+/* Watch again from the last revision seen, on whichever master the watch
+ * client reaches (it tries each in turn). */
+static void rewatch(struct sched_bench *b)
 {
-	struct sched_bench *b = data;
-	if (b->failed || b->closing || b->rewatching || b->watch_id == 0)
-		return;
-	fprintf(stderr, "aep-bench sched: the watch connection dropped; resuming\n");
-	b->watch_id = 0;
+	b->rewatch_due = false;
 	b->rewatching = true;
 	struct aep_buf buf;
 	aep_buf_init(&buf);
@@ -716,6 +913,19 @@ static void watch_disconnect(void *data)
 		b->rewatching = false;
 		fail(b, "re-watching pods: %s", aep_err_code(rv));
 	}
+}
+
+/* The master dropped the connection (it died, or it cut off a watcher that
+ * fell 256 MiB behind): watch again from the last revision seen. */
+static void watch_disconnect(void *data)
+{
+	struct sched_bench *b = data;
+	if (b->failed || b->closing || b->rewatching || b->rewatch_due || b->watch_id == 0)
+		return;
+	fprintf(stderr, "aep-bench sched: the watch connection to %s dropped; resuming\n",
+		b->follower_addr);
+	b->watch_id = 0;
+	rewatch(b);
 }
 
 /* ---- progress, end, deadline ------------------------------------------------- */
@@ -738,8 +948,11 @@ static void progress_cb(uv_timer_t *t)
 	double s = (double)(aep_now_monotonic_ns() - b->t_start) / 1e9;
 	fprintf(stderr,
 		"aep-bench sched: %6.1f s: created %" PRIu64 "/%" PRIu64 ", bound %" PRIu64
-		" (+%" PRIu64 "), %" PRIu64 " in flight\n",
+		" (+%" PRIu64 "), %" PRIu64 " in flight",
 		s, b->created, b->o.pods, b->bound, b->bound - b->last_bound, b->ph.inflight);
+	if (b->o.kill_leader)
+		fprintf(stderr, ", %" PRIu64 " sent again", b->resent);
+	fputc('\n', stderr);
 	b->last_bound = b->bound;
 }
 
@@ -1106,6 +1319,8 @@ static int parse_opts(int argc, char **argv, struct sched_opts *o)
 	    {"aep", required_argument, NULL, 'a'},
 	    {"self-bind", no_argument, NULL, 's'},
 	    {"self-bind-bad", no_argument, NULL, 'S'},
+	    {"kill-leader", no_argument, NULL, 'L'},
+	    {"kill-leader-at", required_argument, NULL, 'A'},
 	    {NULL, 0, NULL, 0},
 	};
 	*o = (struct sched_opts){.masters = 3,
@@ -1117,7 +1332,8 @@ static int parse_opts(int argc, char **argv, struct sched_opts *o)
 				 .base = 18001,
 				 .timeout_s = 600,
 				 .nodes = 1000,
-				 .pods = 30000};
+				 .pods = 30000,
+				 .kill_at = 0.5};
 	snprintf(o->cpu, sizeof(o->cpu), "100m");
 	snprintf(o->mem, sizeof(o->mem), "128Mi");
 	struct aep_error e = {0};
@@ -1184,6 +1400,18 @@ static int parse_opts(int argc, char **argv, struct sched_opts *o)
 		case 'a': snprintf(o->aep, sizeof(o->aep), "%s", optarg); break;
 		case 's': o->bind = BIND_SELF; break;
 		case 'S': o->bind = BIND_SELF_BAD; break;
+		case 'L': o->kill_leader = true; break;
+		case 'A': {
+			char *end;
+			double f = strtod(optarg, &end);
+			if (end == optarg || *end != '\0' || !(f > 0 && f < 1))
+				bad = aep_errorf(
+				    &e, AEP_EINVALID,
+				    "--kill-leader-at: a fraction between 0 and 1, not %s", optarg);
+			o->kill_leader = true;
+			o->kill_at = f;
+			break;
+		}
 		default: return 2;
 		}
 		if (bad) {
@@ -1193,6 +1421,12 @@ static int parse_opts(int argc, char **argv, struct sched_opts *o)
 	}
 	if (optind < argc) {
 		fprintf(stderr, "aep-bench sched: unexpected argument %s\n", argv[optind]);
+		return 2;
+	}
+	if (o->kill_leader && (o->masters < 3 || o->pods == 0 || o->bind != BIND_SCHEDULER)) {
+		fprintf(stderr,
+			"aep-bench sched: --kill-leader needs --masters 3 or more (a "
+			"majority must survive), pods, and the scheduler (no --self-bind)\n");
 		return 2;
 	}
 	struct aep_error qe = {0};
@@ -1234,13 +1468,27 @@ static int size_nodes(struct sched_bench *b)
 	return 0;
 }
 
+/* "127.0.0.1:P,..." of every master, from master @first on. */
+static void servers_from(const struct bench_cluster *cl, unsigned first, char *out, size_t size)
+{
+	size_t off = 0;
+	out[0] = '\0';
+	for (unsigned k = 0; k < cl->n && off < size; k++)
+		off += (size_t)snprintf(out + off, size - off, "%s127.0.0.1:%u", k ? "," : "",
+					cl->base + (first + k) % cl->n);
+}
+
+/* The pod connections start at the leader and the watch at a follower;
+ * both list every master, to carry on when one of them dies. */
 static int open_clients(struct sched_bench *b)
 {
 	struct bench_cluster *cl = b->cl;
 	struct aep_error e = {0};
+	char servers[BENCH_MAX_MASTERS * 24], wservers[BENCH_MAX_MASTERS * 24];
+	servers_from(cl, cl->leader, servers, sizeof(servers));
 	for (unsigned i = 0; i < b->o.conns; i++) {
 		struct aep_rpc_client_config cfg = {
-		    .servers = cl->leader_addr, .tls = cl->tls, .limits = &big_limits};
+		    .servers = servers, .tls = cl->tls, .limits = &big_limits};
 		if (aep_rpc_client_new(b->loop, &cfg, &b->conns[i], &e) != 0) {
 			fprintf(stderr, "aep-bench sched: client: %s\n", e.msg);
 			return 1;
@@ -1248,7 +1496,8 @@ static int open_clients(struct sched_bench *b)
 	}
 	unsigned f = cl->n > 1 ? (cl->leader + 1) % cl->n : cl->leader;
 	snprintf(b->follower_addr, sizeof(b->follower_addr), "127.0.0.1:%u", cl->base + f);
-	struct aep_rpc_client_config wcfg = {.servers = b->follower_addr,
+	servers_from(cl, f, wservers, sizeof(wservers));
+	struct aep_rpc_client_config wcfg = {.servers = wservers,
 					     .tls = cl->tls,
 					     .limits = &big_limits,
 					     .on_notify = watch_notify,
@@ -1258,9 +1507,25 @@ static int open_clients(struct sched_bench *b)
 		fprintf(stderr, "aep-bench sched: watch client: %s\n", e.msg);
 		return 1;
 	}
+	/* --kill-leader: one status probe per master, to each alone. */
+	for (unsigned i = 0; b->o.kill_leader && i < cl->n; i++) {
+		char addr[32];
+		snprintf(addr, sizeof(addr), "127.0.0.1:%u", cl->base + i);
+		struct aep_rpc_client_config pcfg = {
+		    .servers = addr, .tls = cl->tls, .connect_timeout_ms = 1000};
+		b->probes[i] = (struct probe){.b = b, .i = i};
+		if (aep_rpc_client_new(b->loop, &pcfg, &b->probes[i].c, &e) != 0) {
+			fprintf(stderr, "aep-bench sched: probe client: %s\n", e.msg);
+			return 1;
+		}
+	}
 	/* Connect (TCP and TLS handshakes) before any clock starts. */
-	for (unsigned i = 0; i <= b->o.conns; i++) {
-		struct aep_rpc_client *c = i < b->o.conns ? b->conns[i] : b->watcher;
+	for (unsigned i = 0; i <= b->o.conns + BENCH_MAX_MASTERS; i++) {
+		struct aep_rpc_client *c = i < b->o.conns    ? b->conns[i]
+					   : i == b->o.conns ? b->watcher
+							     : b->probes[i - b->o.conns - 1].c;
+		if (c == NULL)
+			continue;
 		if (aep_rpc_call_sync(b->loop, c, "status", "\x80", 1, 10000, NULL, &e) != 0) {
 			fprintf(stderr, "aep-bench sched: connection %u: %s\n", i, e.msg);
 			return 1;
@@ -1342,6 +1607,19 @@ static void close_all(struct sched_bench *b)
 		uv_close((uv_handle_t *)&b->progress, NULL);
 	if (b->deadline.data != NULL)
 		uv_close((uv_handle_t *)&b->deadline, NULL);
+	if (b->tick.data != NULL)
+		uv_close((uv_handle_t *)&b->tick, NULL);
+	for (unsigned i = 0; i < BENCH_MAX_MASTERS; i++) {
+		if (b->probes[i].c != NULL)
+			aep_rpc_client_close(b->probes[i].c, NULL, NULL);
+	}
+	/* Creates waiting to be sent again belong to no client. */
+	while (b->retry_head != NULL) {
+		struct call_ctx *cc = b->retry_head;
+		b->retry_head = cc->next;
+		aep_free(cc);
+	}
+	b->retry_tail = NULL;
 	for (unsigned i = 0; b->conns != NULL && i < b->o.conns; i++) {
 		if (b->conns[i] != NULL)
 			aep_rpc_client_close(b->conns[i], NULL, NULL);
@@ -1415,6 +1693,21 @@ static int run(struct sched_bench *b)
 	b->deadline.data = b;
 	uv_timer_start(&b->progress, progress_cb, 2000, 2000);
 	uv_timer_start(&b->deadline, deadline_cb, (uint64_t)o->timeout_s * 1000, 0);
+	if (o->kill_leader) {
+		b->new_leader = -1;
+		b->kill_at_bound = (uint64_t)(o->kill_at * (double)o->pods);
+		if ((double)b->kill_at_bound < o->kill_at * (double)o->pods)
+			b->kill_at_bound++;
+		if (b->kill_at_bound == 0)
+			b->kill_at_bound = 1;
+		uv_timer_init(b->loop, &b->tick);
+		b->tick.data = b;
+		uv_timer_start(&b->tick, tick_cb, SCHED_TICK_MS, SCHED_TICK_MS);
+		fprintf(stderr,
+			"aep-bench sched: the leader will be killed when %" PRIu64
+			" pods are seen bound\n",
+			b->kill_at_bound);
+	}
 	b->ph = (struct phase){
 	    .what = "create pod", .total = o->pods, .pack = pack_pod, .answered = pod_answered};
 	phase_fill(b);
@@ -1424,6 +1717,8 @@ static int run(struct sched_bench *b)
 	}
 	uv_timer_stop(&b->progress);
 	uv_timer_stop(&b->deadline);
+	if (b->tick.data != NULL)
+		uv_timer_stop(&b->tick);
 	b->pods_phase = false;
 	if (b->failed)
 		return 1;
@@ -1439,15 +1734,20 @@ static int run(struct sched_bench *b)
 		" events of other pods seen; verifying\n",
 		b->bound, (double)(t_end - b->t_start) / 1e9, b->rebinds, b->unbinds, b->deleted,
 		b->foreign);
+	if (o->kill_leader)
+		fprintf(stderr,
+			"aep-bench sched: %" PRIu64 " creates sent again, %" PRIu64
+			" of them found their pod (AlreadyExists)\n",
+			b->resent, b->resent_exists);
 
 	/* The leader now, which is the one that scheduled unless it moved. */
-	char leader[32] = "";
 	unsigned li = b->cl->leader;
-	aep_cli_leader_of(b->cl->leader_addr, b->cl->tls, leader, sizeof(leader));
-	if (leader[0] == 'm' && (unsigned)atoi(leader + 1) >= 1 &&
-	    (unsigned)atoi(leader + 1) <= b->cl->n)
-		li = (unsigned)atoi(leader + 1) - 1;
-	if (li != b->cl->leader)
+	if (bench_cluster_leader(b->cl, &li) != 0)
+		fprintf(stderr, "aep-bench sched: warning: no running master names a leader\n");
+	else if (b->leader_killed)
+		fprintf(stderr, "aep-bench sched: leadership moved from m%u (killed) to m%u\n",
+			b->killed + 1, li + 1);
+	else if (li != b->cl->leader)
 		fprintf(stderr, "aep-bench sched: warning: leadership moved from m%u to m%u\n",
 			b->cl->leader + 1, li + 1);
 	double rss = rss_mib(b->cl->pids[li]);
@@ -1465,6 +1765,23 @@ static int run(struct sched_bench *b)
 	fprintf(stderr,
 		"aep-bench sched: nodes_s=%.2f end_to_end_s=%.2f p50_bind_ms=%.1f leader=m%u\n",
 		nodes_s, e2e_s, p50, li + 1);
+	bool kill_failed = false;
+	if (o->kill_leader && !b->leader_killed) {
+		fprintf(stderr, "aep-bench sched: FAILED: the leader was never killed\n");
+		printf("leader_killed=none at_bound=0 failover_ms=-1\n");
+		kill_failed = true;
+	} else if (o->kill_leader) {
+		if (b->t_failover == 0)
+			fprintf(stderr,
+				"aep-bench sched: warning: no binding seen after the "
+				"new leader came up (all were committed before the kill)\n");
+		printf("leader_killed=m%u at_bound=%" PRIu64 " failover_ms=%.0f elected_ms=%.0f "
+		       "new_leader=m%u resent=%" PRIu64 "\n",
+		       b->killed + 1, b->at_bound,
+		       b->t_failover ? (double)(b->t_failover - b->t_kill) / 1e6 : -1,
+		       b->t_elected ? (double)(b->t_elected - b->t_kill) / 1e6 : -1,
+		       b->new_leader >= 0 ? (unsigned)b->new_leader + 1 : li + 1, b->resent);
+	}
 	printf("nodes=%" PRIu64 " pods=%" PRIu64 " masters=%u create_s=%.2f bind_s=%.2f "
 	       "sched_pods_per_s=%.0f leader_rss_mib=%.0f\n",
 	       o->nodes, o->pods, o->masters, create_s, bind_s,
@@ -1473,7 +1790,7 @@ static int run(struct sched_bench *b)
 	       "\n",
 	       e2e_s > 0 ? (double)o->pods / e2e_s : 0, p99, max_skew, violations);
 	fflush(stdout);
-	return violations == 0 ? 0 : 1;
+	return violations == 0 && !kill_failed ? 0 : 1;
 }
 
 int bench_sched(int argc, char **argv)

@@ -139,13 +139,21 @@ def test_rc_spreads_over_zones_in_region():
               "spec": {"replicas": 12, "selector": {"app": "web"},
                        "template": {"metadata": {"labels": {"app": "web"}},
                                     "spec": template_spec}}}
-        # No replication controller yet: make its pods as it would.
-        names = ["web-%d" % i for i in range(1, 13)]
-        objs = [rc] + [{"apiVersion": "v1", "kind": "Pod",
-                        "metadata": {"name": n, "labels": {"app": "web"}},
-                        "spec": json.loads(json.dumps(template_spec))} for n in names]
-        create(cl, objs)
-        bound = wait_bound(cl, names)
+        # The leader's replication manager makes the 12 pods; the
+        # scheduler places them.
+        create(cl, [rc])
+        deadline = time.time() + 30
+        while True:
+            mine = {name: p for (ns, name), p in pods(cl, "default").items()
+                    if p["metadata"].get("labels", {}).get("app") == "web"}
+            bound = {name: node_of(p) for name, p in mine.items() if node_of(p)}
+            if len(bound) == 12:
+                break
+            assert time.time() < deadline, "RC web: %d pods, %d bound after 30s; logs in %s" % (
+                len(mine), len(bound), cl.dir)
+            time.sleep(0.3)
+        assert len(mine) == 12, sorted(mine)
+        assert all(n.startswith("web-") for n in mine), sorted(mine)
         per_zone = {}
         for n, node in bound.items():
             assert node in NODES, (n, node)
