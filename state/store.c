@@ -36,8 +36,22 @@ int state__key_cmp(const struct state__entry *a, const struct state__entry *b)
 	return strcmp(a->obj->meta.name, b->obj->meta.name);
 }
 
+/* FNV-1a over @a, a NUL, @b. */
+uint64_t state__hash2(const char *a, const char *b)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (; *a != '\0'; a++)
+		h = (h ^ (unsigned char)*a) * 0x100000001b3ULL;
+	h *= 0x100000001b3ULL;
+	for (; *b != '\0'; b++)
+		h = (h ^ (unsigned char)*b) * 0x100000001b3ULL;
+	return h;
+}
+
 int state__label_cmp(const struct state__label_ref *a, const struct state__label_ref *b)
 {
+	if (a->hash != b->hash)
+		return a->hash < b->hash ? -1 : 1;
 	const struct aep_label *la = &a->e->obj->meta.labels[a->i];
 	const struct aep_label *lb = &b->e->obj->meta.labels[b->i];
 	int c = strcmp(la->key, lb->key);
@@ -51,6 +65,8 @@ int state__label_cmp(const struct state__label_ref *a, const struct state__label
 
 int state__node_cmp(const struct state__entry *a, const struct state__entry *b)
 {
+	if (a->node_hash != b->node_hash)
+		return a->node_hash < b->node_hash ? -1 : 1;
 	int c = strcmp(a->obj->node_name, b->obj->node_name);
 	if (c != 0)
 		return c;
@@ -122,7 +138,11 @@ static struct state__entry *entry_alloc(const struct aep_object *obj)
 	for (size_t i = 0; i < n; i++) {
 		e->labels[i].e = e;
 		e->labels[i].i = (uint32_t)i;
+		e->labels[i].hash =
+		    state__hash2(obj->meta.labels[i].key, obj->meta.labels[i].value);
 	}
+	if (obj->node_name != NULL)
+		e->node_hash = state__hash2(obj->node_name, "");
 	return e;
 }
 
@@ -654,8 +674,10 @@ static int apply_update(struct aep_store *s, const struct state__cmd *c, uint64_
 		if (was_indexed && node_moved)
 			RB_REMOVE(state__node_tree, &s->pods_by_node, e);
 		e->obj = out;
-		if (on_node_index(out) && (node_moved || !was_indexed))
+		if (on_node_index(out) && (node_moved || !was_indexed)) {
+			e->node_hash = state__hash2(out->node_name, "");
 			RB_INSERT(state__node_tree, &s->pods_by_node, e);
+		}
 	}
 	set_success(r, rv, out);
 	push_event(s, AEP_EV_MODIFIED, rv, aep_object_ref(out), old);
@@ -755,6 +777,7 @@ static int apply_bind(struct aep_store *s, const struct state__cmd *c, uint64_t 
 	/* Commit: nothing below fails. The entry's reference to the old
 	 * object moves to the event. */
 	e->obj = out;
+	e->node_hash = state__hash2(out->node_name, "");
 	RB_INSERT(state__node_tree, &s->pods_by_node, e);
 	set_success(r, rv, out);
 	push_event(s, AEP_EV_MODIFIED, rv, aep_object_ref(out), old);
@@ -1009,6 +1032,7 @@ static int list_by_label(struct aep_store *s, enum aep_kind kind, const char *ns
 	probe_init(&p, ns != NULL ? ns : "", "");
 	p.label.key = (char *)key;
 	p.label.value = (char *)value;
+	p.ref.hash = state__hash2(key, value);
 	struct state__label_ref *l = RB_NFIND(state__label_tree, &s->tables[kind].labels, &p.ref);
 	for (; l != NULL; l = RB_NEXT(state__label_tree, &s->tables[kind].labels, l)) {
 		const struct aep_object *o = l->e->obj;
@@ -1068,6 +1092,7 @@ int aep_store_list_pods_on_node(struct aep_store *s, const char *node, aep_store
 		return 0;
 	probe_init(&p, "", "");
 	p.obj.node_name = (char *)node;
+	p.e->node_hash = state__hash2(node, "");
 	struct state__entry *e = RB_NFIND(state__node_tree, &s->pods_by_node, p.e);
 	for (; e != NULL; e = RB_NEXT(state__node_tree, &s->pods_by_node, e)) {
 		if (strcmp(e->obj->node_name, node) != 0)
