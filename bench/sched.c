@@ -2,16 +2,27 @@
  *
  * Happy path: start --masters masters on 127.0.0.1; register --nodes Node
  * objects (no agents) labelled region=rI, zone=rI-zJ, each Ready and with
- * room for its share of the pods twice over; create --rcs
+ * room for its share of the pods twice over; open a watch on Pods on a
+ * follower (the leader stays free for its controllers); then create --rcs
  * ReplicationControllers, each pinned to one region by its template's
- * nodeSelector; open a watch on Pods on a follower (the leader stays free
- * for the scheduler); then create --pods Pods (the RCs' replicas, labels
- * and template spec) pipelined over --conns connections to the leader,
- * --window calls in flight. The leader's scheduler binds each pod (sets
- * spec.nodeName through Raft); the watch records, per pod, when its first
- * binding is seen and whether it ever changes. When every pod is bound,
- * pods and nodes are listed from the leader and checked: capacity, region,
- * zone spread, double binding, lost and extra pods.
+ * nodeSelector, with replicas adding up to --pods. The leader's
+ * replication manager creates the pods (named <rc>-<5 random characters>)
+ * and its scheduler binds each (sets spec.nodeName through Raft). The
+ * watch maps each pod of an RC (label app=rc-NNN) to a record of that RC
+ * when it first reports it, records when it was added and when its first
+ * binding is seen, and whether the binding ever changes; a pod beyond its
+ * RC's replicas, or any deletion, is a violation (the manager over-created).
+ * When every pod is bound, the harness waits until each RC's
+ * status.replicas shows its replicas and the watch has reported a fence
+ * pod created last (so no late addition or deletion is missed), then lists
+ * pods and nodes from the leader and checks: capacity, region, zone
+ * spread, double binding, lost and extra pods, each RC's count.
+ *
+ * --direct-pods keeps the harness's own pods: it creates one Service per
+ * RC (the group the scheduler spreads over the zones), then the pods
+ * rc-NNN-XXXXX pipelined over --conns connections to the leader, --window
+ * calls in flight, and the RCs only once every pod create is answered: the
+ * manager finds each RC complete and must add and delete nothing.
  *
  * Failure modes: a create that fails, a watch that ends, or a deadline
  * (--timeout) reached before every pod is bound fail the run with what is
@@ -20,15 +31,17 @@
  * their directory are removed at exit, also on failure and on SIGINT or
  * SIGTERM (bench_cluster_start's handler).
  *
- * --self-bind binds each pod from here (an update setting spec.nodeName,
- * round-robin over the zones of the pod's region) for testing the harness
- * without a scheduler; --self-bind-bad overfills one node (which also
- * skews the zone spread), puts one pod outside its region and re-binds
- * another, to show that the checks catch it.
+ * --self-bind (with --direct-pods) binds each pod from here (an update
+ * setting spec.nodeName, round-robin over the zones of the pod's region)
+ * for testing the harness without a scheduler; --self-bind-bad overfills
+ * one node (which also skews the zone spread), puts one pod outside its
+ * region and re-binds another, to show that the checks catch it.
  *
  * --kill-leader (at --kill-leader-at of the pods seen bound, default half)
  * kills the leader with SIGKILL in the middle of the placement and checks
- * that the next leader's scheduler carries on. The pod connections list
+ * that the next leader's scheduler (and replication manager) carries on;
+ * without --direct-pods no pod create is the harness's, so nothing is sent
+ * again unless an RC create was in flight. The connections list
  * every master, so a call after the crash reconnects to a survivor and
  * follows its NotLeader redirect; creates answered Unavailable, NotLeader
  * or Timeout (their outcome is unknown) are sent again after
@@ -54,10 +67,12 @@
 #define SCHED_MAX_RCS	   100000u
 #define SCHED_MAX_REGIONS  1000u
 #define SCHED_MAX_ZONES	   1000u
-#define SCHED_EXAMPLES	   5	/* examples printed per failed check */
-#define SCHED_TICK_MS	   20	/* --kill-leader: re-sends and status probes */
-#define SCHED_RETRY_MS	   100	/* --kill-leader: delay before a call is sent again */
-#define SCHED_MAX_ATTEMPTS 3000 /* --kill-leader: sends of one create, 5 min at least */
+#define SCHED_EXAMPLES	   5	 /* examples printed per failed check */
+#define SCHED_TICK_MS	   20	 /* --kill-leader: re-sends and status probes */
+#define SCHED_RETRY_MS	   100	 /* --kill-leader: delay before a call is sent again */
+#define SCHED_MAX_ATTEMPTS 3000	 /* --kill-leader: sends of one create, 5 min at least */
+#define SCHED_SETTLE_MS	   30000 /* for the RCs' status and the fence after the bindings */
+#define SCHED_FENCE	   "sched-bench-fence" /* a pod created last: the watch is caught up */
 #define GI		   ((int64_t)1 << 30)
 #define MI		   ((int64_t)1 << 20)
 #define KI		   ((int64_t)1 << 10)
@@ -70,19 +85,40 @@ struct sched_opts {
 	int64_t cpu_milli, mem_milli; /* per pod, milli-units */
 	char cpu[32], mem[32];	      /* per pod, as given */
 	enum self_bind bind;
+	bool direct_pods; /* the harness creates the pods, the RCs after them */
 	bool kill_leader;
 	double kill_at; /* fraction of the pods seen bound that triggers the kill */
 	char aep[4096];
 };
 
-/* What the watch saw of one pod. Times are monotonic ns, 0 = not yet. */
+/* What the watch saw of one pod. Times are monotonic ns, 0 = not yet.
+ * Pods of RC k own records rc_first(k).. (its replicas); with
+ * --direct-pods record i is the pod the harness named rc-K-J, otherwise
+ * the j-th pod of RC k that the watch reported (named by the manager). */
 struct pod_rec {
-	int64_t t_ack;
+	int64_t t_ack; /* create answered (--direct-pods), else ADDED seen */
 	int64_t t_bind;
-	uint32_t node;	/* 1 + index of the node last seen bound to; 0 = unbound */
-	uint16_t binds; /* bindings seen: 1 is right, more is a violation */
+	const char *name; /* the manager's name (in the name map); NULL before */
+	uint32_t node;	  /* 1 + index of the node last seen bound to; 0 = unbound */
+	uint16_t binds;	  /* bindings seen: 1 is right, more is a violation */
 	bool created;
 	bool deleted;
+};
+
+/* Pod names the watch reported, mapped to their records; POD_EXTRA marks a
+ * pod of one of our RCs that has no record (created beyond its replicas,
+ * or not named by the harness with --direct-pods). Open addressing, kept
+ * under 3/4 full; the names are owned by the map. */
+#define POD_EXTRA UINT64_MAX
+
+struct name_slot {
+	char *name; /* NULL: empty */
+	uint64_t idx;
+};
+
+struct name_map {
+	struct name_slot *slots;
+	size_t cap, n; /* cap a power of two */
 };
 
 struct sched_bench;
@@ -128,10 +164,16 @@ struct sched_bench {
 	bool rewatching;
 	struct phase ph;
 	struct pod_rec *pods;
+	struct name_map names;
+	uint64_t *rc_seen; /* per RC: records given to its pods (not --direct-pods) */
 	/* node capacity, as registered */
 	int64_t node_cpu, node_mem, node_pods; /* milli-units */
 	/* progress */
 	uint64_t created, bound, rebinds, unbinds, deleted, foreign;
+	uint64_t extra_added;  /* pods of our RCs with no record, seen ADDED */
+	uint64_t gone_unbound; /* records deleted before a binding was seen */
+	bool fence_seen;       /* the watch reported the fence pod */
+	uint64_t unsettled;    /* RCs whose status never showed their replicas */
 	int64_t t_first_send, t_last_ack, t_first_bind, t_last_bind, t_start;
 	uint64_t last_bound; /* at the previous progress line */
 	bool failed;
@@ -237,6 +279,137 @@ static bool pod_index(const struct sched_bench *b, const msgpack_object *name, u
 	return true;
 }
 
+static const msgpack_object *mp_get2(const msgpack_object *o, const char *a, const char *b)
+{
+	return aep_mp_map_get(aep_mp_map_get(o, a), b);
+}
+
+/* ---- pods named by the replication manager ------------------------------------- */
+
+static uint64_t name_hash(const char *s, size_t len)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+	return h;
+}
+
+/* Room for @want names without growing. Returns 0 or AEP_ENOMEM. */
+static int name_map_init(struct name_map *m, uint64_t want)
+{
+	size_t cap = 1024;
+	while (cap / 4 * 3 <= want)
+		cap *= 2;
+	m->slots = aep_calloc(cap, sizeof(*m->slots));
+	m->cap = m->slots != NULL ? cap : 0;
+	m->n = 0;
+	return m->slots != NULL ? 0 : AEP_ENOMEM;
+}
+
+static void name_map_free(struct name_map *m)
+{
+	for (size_t i = 0; i < m->cap; i++)
+		aep_free(m->slots[i].name);
+	aep_free(m->slots);
+	*m = (struct name_map){0};
+}
+
+/* The slot of @s[0..len) in @m: its entry, or the empty slot it would take. */
+static struct name_slot *name_map_slot(const struct name_map *m, const char *s, size_t len)
+{
+	size_t i = (size_t)name_hash(s, len) & (m->cap - 1);
+	while (m->slots[i].name != NULL &&
+	       (strlen(m->slots[i].name) != len || memcmp(m->slots[i].name, s, len) != 0))
+		i = (i + 1) & (m->cap - 1);
+	return &m->slots[i];
+}
+
+static int name_map_grow(struct name_map *m)
+{
+	struct name_map bigger = {0};
+	if (name_map_init(&bigger, m->cap) != 0)
+		return AEP_ENOMEM;
+	for (size_t i = 0; i < m->cap; i++) {
+		if (m->slots[i].name != NULL)
+			*name_map_slot(&bigger, m->slots[i].name, strlen(m->slots[i].name)) =
+			    m->slots[i];
+	}
+	bigger.n = m->n;
+	aep_free(m->slots);
+	*m = bigger;
+	return 0;
+}
+
+/* Map @s[0..len) (not in @m yet) to @idx; *@name is the map's copy. */
+static int name_map_put(struct name_map *m, const char *s, size_t len, uint64_t idx,
+			const char **name)
+{
+	if ((m->n + 1) * 4 > m->cap * 3 && name_map_grow(m) != 0)
+		return AEP_ENOMEM;
+	struct name_slot *slot = name_map_slot(m, s, len);
+	char *copy = aep_malloc(len + 1);
+	if (copy == NULL)
+		return AEP_ENOMEM;
+	memcpy(copy, s, len);
+	copy[len] = '\0';
+	*slot = (struct name_slot){.name = copy, .idx = idx};
+	m->n++;
+	*name = copy;
+	return 0;
+}
+
+/* The RC named by the label app=rc-NNN of @obj (exactly as pack_rc writes
+ * it), or false for a pod of no RC of ours. */
+static bool pod_app(const struct sched_bench *b, const msgpack_object *obj, unsigned *k)
+{
+	const msgpack_object *app = aep_mp_map_get(mp_get2(obj, "metadata", "labels"), "app");
+	size_t p = 3;
+	uint64_t v;
+	char canon[32];
+	if (app == NULL || app->type != MSGPACK_OBJECT_STR || app->via.str.size < 4 ||
+	    memcmp(app->via.str.ptr, "rc-", 3) != 0 ||
+	    !parse_num(app->via.str.ptr, app->via.str.size, &p, &v) || p != app->via.str.size ||
+	    v >= b->o.rcs)
+		return false;
+	snprintf(canon, sizeof(canon), "rc-%03" PRIu64, v);
+	if (strlen(canon) != app->via.str.size || memcmp(canon, app->via.str.ptr, p) != 0)
+		return false;
+	*k = (unsigned)v;
+	return true;
+}
+
+/* The record of the pod named @name: its index, POD_EXTRA for a known pod
+ * without one, or false when the watch has not reported it. */
+static bool pod_lookup(const struct sched_bench *b, const msgpack_object *name, uint64_t *idx)
+{
+	if (name == NULL || name->type != MSGPACK_OBJECT_STR)
+		return false;
+	if (b->o.direct_pods && pod_index(b, name, idx))
+		return true;
+	const struct name_slot *slot =
+	    name_map_slot(&b->names, name->via.str.ptr, name->via.str.size);
+	if (slot->name == NULL)
+		return false;
+	*idx = slot->idx;
+	return true;
+}
+
+/* A printable name of record @idx. */
+static const char *rec_name(const struct sched_bench *b, uint64_t idx, char *buf, size_t size)
+{
+	unsigned k;
+	uint64_t j;
+	pod_rc(b, idx, &k, &j);
+	if (b->o.direct_pods)
+		snprintf(buf, size, "rc-%03u-%05" PRIu64, k, j);
+	else if (b->pods[idx].name != NULL)
+		snprintf(buf, size, "%s", b->pods[idx].name);
+	else
+		snprintf(buf, size, "rc-%03u's pod %" PRIu64 " (never seen on the watch)", k,
+			 j + 1);
+	return buf;
+}
+
 /* The index of node-N, or false. */
 static bool node_index(const struct sched_bench *b, const msgpack_object *name, uint64_t *idx)
 {
@@ -250,11 +423,6 @@ static bool node_index(const struct sched_bench *b, const msgpack_object *name, 
 		return false;
 	*idx = n - 1;
 	return true;
-}
-
-static const msgpack_object *mp_get2(const msgpack_object *o, const char *a, const char *b)
-{
-	return aep_mp_map_get(aep_mp_map_get(o, a), b);
 }
 
 /* A quantity field of @map in milli-units; -1 when absent or malformed. */
@@ -415,6 +583,36 @@ static void pack_rc(struct sched_bench *b, uint64_t k, struct aep_buf *buf)
 	pack_pod_spec(b, &pk, (unsigned)k, NULL);
 }
 
+/* --direct-pods: Service svc-NNN selecting RC k's pods. The scheduler
+ * spreads the pods of each Service and RC over the zones; the RCs come
+ * after the pods in this flow, so the Services make the groups. */
+static void pack_svc(struct sched_bench *b, uint64_t k, struct aep_buf *buf)
+{
+	char name[32], app[32];
+	(void)b;
+	snprintf(name, sizeof(name), "svc-%03" PRIu64, k);
+	snprintf(app, sizeof(app), "rc-%03" PRIu64, k);
+	msgpack_packer pk;
+	aep_packer_init(&pk, buf);
+	msgpack_pack_map(&pk, 1);
+	aep_pack_str(&pk, "object");
+	msgpack_pack_map(&pk, 3);
+	pack_kv(&pk, "kind", "Service");
+	aep_pack_str(&pk, "metadata");
+	msgpack_pack_map(&pk, 2);
+	pack_kv(&pk, "name", name);
+	pack_kv(&pk, "namespace", "default");
+	aep_pack_str(&pk, "spec");
+	msgpack_pack_map(&pk, 2);
+	aep_pack_str(&pk, "selector");
+	pack_app(&pk, app);
+	aep_pack_str(&pk, "ports");
+	msgpack_pack_array(&pk, 1);
+	msgpack_pack_map(&pk, 1);
+	aep_pack_str(&pk, "port");
+	msgpack_pack_int(&pk, 80);
+}
+
 /* Pod @idx as {object: ...}, bound to node index @node when >= 0. */
 static void pack_pod_bound(struct sched_bench *b, uint64_t idx, int64_t node, struct aep_buf *buf)
 {
@@ -498,7 +696,7 @@ static void phase_fill(struct sched_bench *b)
 			return;
 		}
 		*cc = (struct call_ctx){.b = b, .idx = ph->next, .step = 0};
-		if (ph->next == 0 && b->pods_phase)
+		if (ph->next == 0 && b->pods_phase && b->t_first_send == 0)
 			b->t_first_send = aep_now_monotonic_ns();
 		int rv = send_call(b, cc, "create", -1);
 		if (rv != 0) {
@@ -518,9 +716,10 @@ static bool created_again(const struct call_ctx *cc, const struct aep_rpc_reply 
 	return cc->step == 0 && cc->attempts > 0 && r->code == AEP_EEXISTS;
 }
 
-/* --kill-leader: a pod create whose outcome is unknown (its connection
- * broke, or no master knew a leader yet) joins the re-send queue. True
- * when @cc was queued; it stays in the phase's window meanwhile. */
+/* --kill-leader: a create (of a pod, or of an RC) whose outcome is unknown
+ * (its connection broke, or no master knew a leader yet) joins the re-send
+ * queue. True when @cc was queued; it stays in the phase's window
+ * meanwhile. */
 static bool retry_later(struct sched_bench *b, struct call_ctx *cc, const struct aep_rpc_reply *r)
 {
 	if (!b->o.kill_leader || !b->pods_phase || cc->step != 0 ||
@@ -528,9 +727,9 @@ static bool retry_later(struct sched_bench *b, struct call_ctx *cc, const struct
 	    (r->code != AEP_EUNAVAILABLE && r->code != AEP_ENOTLEADER && r->code != AEP_ETIMEOUT))
 		return false;
 	if (b->call_failures++ < SCHED_EXAMPLES)
-		fprintf(stderr,
-			"aep-bench sched: create pod %" PRIu64 ": %s: %.*s; sending it again\n",
-			cc->idx, aep_err_code(r->code), (int)r->msg_len, r->msg ? r->msg : "");
+		fprintf(stderr, "aep-bench sched: %s %" PRIu64 ": %s: %.*s; sending it again\n",
+			b->ph.what, cc->idx, aep_err_code(r->code), (int)r->msg_len,
+			r->msg ? r->msg : "");
 	cc->retry_at = aep_now_monotonic_ns() + (int64_t)SCHED_RETRY_MS * 1000000;
 	cc->next = NULL;
 	if (b->retry_tail != NULL)
@@ -687,8 +886,8 @@ static void kill_leader(struct sched_bench *b)
 	b->killed = li;
 	fprintf(stderr,
 		"aep-bench sched: killed the leader m%u (pid %d) with SIGKILL: %" PRIu64
-		" pods bound, %" PRIu64 " created, %" PRIu64 " creates in flight\n",
-		li + 1, (int)pid, b->bound, b->created, b->ph.inflight);
+		" pods bound, %" PRIu64 " created, %" PRIu64 " %s calls in flight\n",
+		li + 1, (int)pid, b->bound, b->created, b->ph.inflight, b->ph.what);
 }
 
 static void probe_done(void *data, const struct aep_rpc_reply *r)
@@ -738,7 +937,7 @@ static void resend_due(struct sched_bench *b, int64_t now)
 		int rv = send_call(b, cc, "create", -1);
 		if (rv != 0) {
 			aep_free(cc);
-			fail(b, "create pod: cannot send it again: %s", aep_err_code(rv));
+			fail(b, "%s: cannot send it again: %s", b->ph.what, aep_err_code(rv));
 			return;
 		}
 	}
@@ -782,17 +981,60 @@ static void on_event(struct sched_bench *b, const msgpack_object *ev, int64_t no
 		if (rv > b->watch_rv)
 			b->watch_rv = rv;
 	}
+	const msgpack_object *name = mp_get2(obj, "metadata", "name");
+	bool deleted = aep_mp_str_eq(type, "DELETED");
 	uint64_t idx, node;
-	if (!pod_index(b, mp_get2(obj, "metadata", "name"), &idx)) {
+	unsigned k;
+	if (aep_mp_str_eq(name, SCHED_FENCE)) {
+		b->fence_seen = true;
+		return;
+	}
+	if (!pod_app(b, obj, &k)) {
 		b->foreign++;
 		return;
 	}
-	struct pod_rec *p = &b->pods[idx];
-	if (aep_mp_str_eq(type, "DELETED")) {
-		if (!p->deleted) {
-			p->deleted = true;
-			b->deleted++;
+	bool known = pod_lookup(b, name, &idx);
+	if (!known && deleted) {
+		idx = POD_EXTRA; /* gone before the watch saw it otherwise */
+	} else if (!known) {
+		/* A pod of RC k seen for the first time: the next record of
+		 * k while it has some left, else an extra pod. */
+		idx = !b->o.direct_pods && b->rc_seen[k] < rc_replicas(b, k)
+			  ? rc_first(b, k) + b->rc_seen[k]
+			  : POD_EXTRA;
+		const char *copy = NULL;
+		if (name == NULL || name->type != MSGPACK_OBJECT_STR ||
+		    name_map_put(&b->names, name->via.str.ptr, name->via.str.size, idx, &copy) !=
+			0) {
+			fail(b, "the watch: a pod of rc-%03u without a name, or out of memory", k);
+			return;
 		}
+		if (idx == POD_EXTRA) {
+			if (b->extra_added++ < SCHED_EXAMPLES)
+				fprintf(stderr,
+					"aep-bench sched: extra pod %s of rc-%03u (%" PRIu64
+					" replicas) seen on the watch\n",
+					copy, k, rc_replicas(b, k));
+		} else {
+			b->rc_seen[k]++;
+			b->pods[idx].name = copy;
+			b->pods[idx].t_ack = now;
+			b->pods[idx].created = true;
+			b->created++;
+			b->t_last_ack = now;
+		}
+	}
+	if (deleted && b->deleted++ < SCHED_EXAMPLES)
+		fprintf(stderr, "aep-bench sched: pod %.*s of rc-%03u deleted\n",
+			name && name->type == MSGPACK_OBJECT_STR ? (int)name->via.str.size : 0,
+			name && name->type == MSGPACK_OBJECT_STR ? name->via.str.ptr : "", k);
+	if (idx == POD_EXTRA)
+		return;
+	struct pod_rec *p = &b->pods[idx];
+	if (deleted) {
+		if (!p->deleted && p->node == 0)
+			b->gone_unbound++;
+		p->deleted = true;
 		return;
 	}
 	const msgpack_object *nn = mp_get2(obj, "spec", "nodeName");
@@ -930,10 +1172,21 @@ static void watch_disconnect(void *data)
 
 /* ---- progress, end, deadline ------------------------------------------------- */
 
+/* The measured stage ends when every create of the phase is answered and
+ * every pod is bound (or was deleted unbound, which the checks report).
+ * With --direct-pods the pod creates' phase ends at its last answer: the
+ * RCs' phase comes next. */
 static void check_finished(struct sched_bench *b)
 {
 	struct phase *ph = &b->ph;
-	if (ph->done < ph->total || b->bound < b->created)
+	if (ph->done < ph->total)
+		return;
+	if (b->o.direct_pods && ph->pack == pack_pod) {
+		uv_stop(b->loop);
+		return;
+	}
+	if ((!b->o.direct_pods && b->created < b->o.pods) ||
+	    b->bound + b->gone_unbound < b->created)
 		return;
 	/* --self-bind-bad moves pod 0 once its first binding is done */
 	if (b->o.bind == BIND_SELF_BAD && b->o.nodes > b->o.regions && b->rebinds == 0 &&
@@ -947,9 +1200,13 @@ static void progress_cb(uv_timer_t *t)
 	struct sched_bench *b = t->data;
 	double s = (double)(aep_now_monotonic_ns() - b->t_start) / 1e9;
 	fprintf(stderr,
-		"aep-bench sched: %6.1f s: created %" PRIu64 "/%" PRIu64 ", bound %" PRIu64
-		" (+%" PRIu64 "), %" PRIu64 " in flight",
-		s, b->created, b->o.pods, b->bound, b->bound - b->last_bound, b->ph.inflight);
+		"aep-bench sched: %6.1f s: created %" PRIu64 "/%" PRIu64 "%s, bound %" PRIu64
+		" (+%" PRIu64 "), %" PRIu64 " %s in flight",
+		s, b->created, b->o.pods, b->o.direct_pods ? "" : " (seen)", b->bound,
+		b->bound - b->last_bound, b->ph.inflight, b->ph.what);
+	if (b->extra_added != 0 || b->deleted != 0)
+		fprintf(stderr, ", %" PRIu64 " extra, %" PRIu64 " deleted", b->extra_added,
+			b->deleted);
 	if (b->o.kill_leader)
 		fprintf(stderr, ", %" PRIu64 " sent again", b->resent);
 	fputc('\n', stderr);
@@ -965,12 +1222,20 @@ static void deadline_cb(uv_timer_t *t)
 			continue;
 		unbound++;
 		if (shown++ < SCHED_EXAMPLES) {
-			unsigned k;
-			uint64_t j;
-			pod_rc(b, i, &k, &j);
-			fprintf(stderr, "aep-bench sched: not bound: rc-%03u-%05" PRIu64 "%s\n", k,
-				j, b->pods[i].created ? "" : " (create not acknowledged)");
+			char name[AEP_NAME_MAX + 64];
+			fprintf(stderr, "aep-bench sched: not bound: %s%s\n",
+				rec_name(b, i, name, sizeof(name)),
+				!b->o.direct_pods || b->pods[i].created
+				    ? ""
+				    : " (create not acknowledged)");
 		}
+	}
+	for (unsigned k = 0, short_rcs = 0; !b->o.direct_pods && k < b->o.rcs; k++) {
+		if (b->rc_seen[k] < rc_replicas(b, k) && short_rcs++ < SCHED_EXAMPLES)
+			fprintf(stderr,
+				"aep-bench sched: rc-%03u: %" PRIu64 " of its %" PRIu64
+				" pods seen on the watch\n",
+				k, b->rc_seen[k], rc_replicas(b, k));
 	}
 	fail(b,
 	     "timeout after %u s: %" PRIu64 " of %" PRIu64 " pods created, %" PRIu64
@@ -994,7 +1259,7 @@ struct verify {
 	uint64_t *zone_count; /* per zone of one region, one RC at a time */
 	bool *zone_used;      /* zones (region*Z+zone) that have nodes */
 	uint64_t viol_capacity, viol_region, viol_spread, viol_twice, viol_lost, viol_extra,
-	    viol_unbound, viol_disagree;
+	    viol_unbound, viol_disagree, viol_count;
 	uint64_t max_skew;
 };
 
@@ -1138,17 +1403,23 @@ static int verify_rc(struct verify *v, unsigned k)
 	if (items == NULL)
 		goto out_free_answer;
 	memset(v->zone_count, 0, Z * sizeof(*v->zone_count));
+	if (items->via.array.size != rc_replicas(b, k))
+		EXAMPLE(v, viol_count, "rc-%03u has %" PRIu32 " pods, replicas %" PRIu64 "\n", k,
+			items->via.array.size, rc_replicas(b, k));
 	for (uint32_t i = 0; i < items->via.array.size; i++) {
 		const msgpack_object *o = &items->via.array.ptr[i];
 		const msgpack_object *name = mp_get2(o, "metadata", "name");
 		const msgpack_object *nn = mp_get2(o, "spec", "nodeName");
 		uint64_t idx, n;
-		bool ours = pod_index(b, name, &idx);
+		bool ours = pod_lookup(b, name, &idx) && idx != POD_EXTRA;
 		int nl = name && name->type == MSGPACK_OBJECT_STR ? (int)name->via.str.size : 0;
 		const char *ns = nl ? name->via.str.ptr : "";
 		if (!ours) {
-			EXAMPLE(v, viol_extra, "extra pod %.*s (not created by the harness)\n", nl,
-				ns);
+			EXAMPLE(v, viol_extra, "extra pod %.*s (%s)\n", nl, ns,
+				b->o.direct_pods
+				    ? "not created by the harness"
+				    : "beyond its RC's replicas on the watch, or never "
+				      "seen there");
 		} else if (v->seen[idx]++) {
 			EXAMPLE(v, viol_twice, "pod %.*s listed twice\n", nl, ns);
 			continue;
@@ -1211,6 +1482,125 @@ out_free_answer:
 	return rv;
 }
 
+/* Let the loop run for @ms: the watch keeps reporting meanwhile. */
+static void pause_done(uv_timer_t *t)
+{
+	uv_stop(t->loop);
+}
+
+static void run_for(struct sched_bench *b, unsigned ms)
+{
+	uv_timer_t t;
+	uv_timer_init(b->loop, &t);
+	uv_timer_start(&t, pause_done, ms, 0);
+	uv_run(b->loop, UV_RUN_DEFAULT);
+	uv_close((uv_handle_t *)&t, NULL);
+	uv_run(b->loop, UV_RUN_NOWAIT); /* the close callback: @t is on the stack */
+}
+
+/* RCs (listed from the leader) whose status.replicas differs from their
+ * replicas, or that are missing; with @report, their first examples are
+ * printed. -1 when the list cannot be read. */
+static int64_t rcs_unsettled(struct sched_bench *b, bool report)
+{
+	msgpack_unpacked up;
+	struct aep_buf res;
+	int64_t n = -1;
+	uint8_t *ok = aep_calloc(b->o.rcs, 1);
+	msgpack_unpacked_init(&up);
+	aep_buf_init(&res);
+	const msgpack_object *items =
+	    ok != NULL ? list_items(b, "ReplicationController", NULL, &up, &res) : NULL;
+	if (items == NULL)
+		goto out_free_answer;
+	unsigned shown = 0;
+	for (uint32_t i = 0; i < items->via.array.size; i++) {
+		const msgpack_object *o = &items->via.array.ptr[i];
+		const msgpack_object *st = mp_get2(o, "status", "replicas");
+		bool has = st != NULL && st->type == MSGPACK_OBJECT_POSITIVE_INTEGER;
+		unsigned k;
+		if (!pod_app(b, o, &k))
+			continue;
+		if (has && st->via.u64 == rc_replicas(b, k))
+			ok[k] = 1;
+		else if (report && shown++ < SCHED_EXAMPLES)
+			fprintf(stderr,
+				"aep-bench sched: rc-%03u: status.replicas %" PRId64
+				", replicas %" PRIu64 "\n",
+				k, has ? (int64_t)st->via.u64 : -1, rc_replicas(b, k));
+	}
+	n = 0;
+	for (unsigned k = 0; k < b->o.rcs; k++)
+		n += !ok[k];
+out_free_answer:
+	msgpack_unpacked_destroy(&up);
+	aep_buf_free(&res);
+	aep_free(ok);
+	return n;
+}
+
+/* After the last binding: wait until every RC's status.replicas shows its
+ * replicas (the manager has counted the pods and has nothing left to do),
+ * then create the fence pod (bound, no labels: neither the scheduler nor
+ * the manager touches it) and wait for the watch to report it, so that
+ * every pod event committed before it is in: a pod the manager added or
+ * deleted late is seen. RCs that never settle (SCHED_SETTLE_MS) are
+ * counted in b->unsettled. Returns 0, or 1 when a list or the fence
+ * failed. */
+static int settle(struct sched_bench *b)
+{
+	int64_t t0 = aep_now_monotonic_ns(), until = t0 + (int64_t)SCHED_SETTLE_MS * 1000000;
+	int64_t n;
+	while ((n = rcs_unsettled(b, false)) > 0 && aep_now_monotonic_ns() < until && !b->failed)
+		run_for(b, 200);
+	if (n > 0)
+		n = rcs_unsettled(b, true);
+	if (n < 0 || b->failed)
+		return 1;
+	b->unsettled = (uint64_t)n;
+
+	struct aep_buf req;
+	struct aep_error e = {0};
+	msgpack_packer pk;
+	aep_buf_init(&req);
+	aep_packer_init(&pk, &req);
+	msgpack_pack_map(&pk, 1);
+	aep_pack_str(&pk, "object");
+	msgpack_pack_map(&pk, 3);
+	pack_kv(&pk, "kind", "Pod");
+	aep_pack_str(&pk, "metadata");
+	msgpack_pack_map(&pk, 2);
+	pack_kv(&pk, "name", SCHED_FENCE);
+	pack_kv(&pk, "namespace", "default");
+	aep_pack_str(&pk, "spec");
+	msgpack_pack_map(&pk, 2);
+	pack_kv(&pk, "nodeName", "node-00001");
+	aep_pack_str(&pk, "containers");
+	msgpack_pack_array(&pk, 1);
+	msgpack_pack_map(&pk, 2);
+	pack_kv(&pk, "name", "c");
+	pack_kv(&pk, "image", "busybox");
+	int rv = req.failed ? AEP_ENOMEM
+			    : aep_rpc_call_sync(b->loop, b->conns[0], "create", req.data, req.len,
+						10000, NULL, &e);
+	aep_buf_free(&req);
+	if (rv != 0) {
+		fprintf(stderr, "aep-bench sched: create the fence pod: %s\n", e.msg);
+		return 1;
+	}
+	while (!b->fence_seen && aep_now_monotonic_ns() < until + 10000000000 && !b->failed)
+		run_for(b, 20);
+	if (!b->fence_seen) {
+		fprintf(stderr, "aep-bench sched: the watch never reported the fence pod\n");
+		return 1;
+	}
+	fprintf(stderr,
+		"aep-bench sched: settled in %.2f s: %" PRIu64 " RCs with status.replicas off; "
+		"the watch is caught up (fence seen)\n",
+		(double)(aep_now_monotonic_ns() - t0) / 1e9, b->unsettled);
+	return 0;
+}
+
 /* Lists nodes and pods from the leader and runs every check. Returns the
  * number of violations, or -1 when the lists could not be read. */
 static int64_t verify(struct sched_bench *b, uint64_t *max_skew)
@@ -1233,11 +1623,9 @@ static int64_t verify(struct sched_bench *b, uint64_t *max_skew)
 	}
 	for (uint64_t i = 0; i < b->o.pods; i++) {
 		if (!v.seen[i]) {
-			unsigned k;
-			uint64_t j;
-			pod_rc(b, i, &k, &j);
-			EXAMPLE(&v, viol_lost, "pod rc-%03u-%05" PRIu64 " lost (not listed)\n", k,
-				j);
+			char name[AEP_NAME_MAX + 64];
+			EXAMPLE(&v, viol_lost, "pod %s lost (not listed)\n",
+				rec_name(b, i, name, sizeof(name)));
 		}
 	}
 	for (uint64_t n = 0; n < b->o.nodes; n++) {
@@ -1264,6 +1652,10 @@ static int64_t verify(struct sched_bench *b, uint64_t *max_skew)
 	    {"extra pods", v.viol_extra},
 	    {"pods not bound", v.viol_unbound},
 	    {"pods whose listed node differs from the watch's", v.viol_disagree},
+	    {"RCs whose pod count differs from replicas", v.viol_count},
+	    {"extra pods of an RC seen on the watch", b->extra_added},
+	    {"pods of an RC deleted (seen on the watch)", b->deleted},
+	    {"RCs whose status.replicas never reached replicas", b->unsettled},
 	};
 	total = 0;
 	for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
@@ -1320,6 +1712,7 @@ static int parse_opts(int argc, char **argv, struct sched_opts *o)
 	    {"self-bind", no_argument, NULL, 's'},
 	    {"self-bind-bad", no_argument, NULL, 'S'},
 	    {"kill-leader", no_argument, NULL, 'L'},
+	    {"direct-pods", no_argument, NULL, 'D'},
 	    {"kill-leader-at", required_argument, NULL, 'A'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -1401,6 +1794,7 @@ static int parse_opts(int argc, char **argv, struct sched_opts *o)
 		case 's': o->bind = BIND_SELF; break;
 		case 'S': o->bind = BIND_SELF_BAD; break;
 		case 'L': o->kill_leader = true; break;
+		case 'D': o->direct_pods = true; break;
 		case 'A': {
 			char *end;
 			double f = strtod(optarg, &end);
@@ -1421,6 +1815,13 @@ static int parse_opts(int argc, char **argv, struct sched_opts *o)
 	}
 	if (optind < argc) {
 		fprintf(stderr, "aep-bench sched: unexpected argument %s\n", argv[optind]);
+		return 2;
+	}
+	if (o->bind != BIND_SCHEDULER && !o->direct_pods) {
+		fprintf(stderr,
+			"aep-bench sched: --self-bind and --self-bind-bad bind the pods the "
+			"harness creates: they need --direct-pods (by default the "
+			"replication manager creates the pods)\n");
 		return 2;
 	}
 	if (o->kill_leader && (o->masters < 3 || o->pods == 0 || o->bind != BIND_SCHEDULER)) {
@@ -1669,21 +2070,33 @@ static int run(struct sched_bench *b)
 	double nodes_s = (double)(aep_now_monotonic_ns() - t0) / 1e9;
 	fprintf(stderr, "aep-bench sched: %" PRIu64 " nodes in %.2f s (%.0f/s)\n", o->nodes,
 		nodes_s, (double)o->nodes / nodes_s);
-	errs = run_phase(b, "create rc", o->rcs, pack_rc);
-	if (b->failed || errs != 0) {
-		fprintf(stderr, "aep-bench sched: FAILED: %" PRIu64 " RC creates failed\n", errs);
-		return 1;
+	if (o->direct_pods) {
+		errs = run_phase(b, "create service", o->rcs, pack_svc);
+		if (b->failed || errs != 0) {
+			fprintf(stderr,
+				"aep-bench sched: FAILED: %" PRIu64 " Service creates failed\n",
+				errs);
+			return 1;
+		}
 	}
 	if (start_watch(b) != 0)
 		return 1;
-	fprintf(stderr,
-		"aep-bench sched: %u RCs created; watching pods on %s from revision %" PRIu64
-		"; creating %" PRIu64 " pods (%s cpu, %s memory) over %u connections, %u in "
-		"flight%s\n",
-		o->rcs, b->follower_addr, b->watch_rv, o->pods, o->cpu, o->mem, o->conns, o->window,
-		o->bind == BIND_SELF	   ? ", binding them here (--self-bind)"
-		: o->bind == BIND_SELF_BAD ? ", binding them here badly (--self-bind-bad)"
-					   : "");
+	if (o->direct_pods)
+		fprintf(stderr,
+			"aep-bench sched: watching pods on %s from revision %" PRIu64
+			"; creating %" PRIu64 " pods (%s cpu, %s memory) over %u connections, %u "
+			"in flight%s, then %u RCs (--direct-pods)\n",
+			b->follower_addr, b->watch_rv, o->pods, o->cpu, o->mem, o->conns, o->window,
+			o->bind == BIND_SELF	   ? ", binding them here (--self-bind)"
+			: o->bind == BIND_SELF_BAD ? ", binding them here badly (--self-bind-bad)"
+						   : "",
+			o->rcs);
+	else
+		fprintf(stderr,
+			"aep-bench sched: watching pods on %s from revision %" PRIu64
+			"; creating %u RCs for %" PRIu64
+			" pods (%s cpu, %s memory): the replication manager creates the pods\n",
+			b->follower_addr, b->watch_rv, o->rcs, o->pods, o->cpu, o->mem);
 
 	b->pods_phase = true;
 	b->t_start = aep_now_monotonic_ns();
@@ -1708,22 +2121,44 @@ static int run(struct sched_bench *b)
 			" pods are seen bound\n",
 			b->kill_at_bound);
 	}
-	b->ph = (struct phase){
-	    .what = "create pod", .total = o->pods, .pack = pack_pod, .answered = pod_answered};
-	phase_fill(b);
+	if (o->direct_pods) {
+		b->ph = (struct phase){.what = "create pod",
+				       .total = o->pods,
+				       .pack = pack_pod,
+				       .answered = pod_answered};
+		phase_fill(b);
+		if (!b->failed) {
+			check_finished(b); /* --pods 0 */
+			uv_run(b->loop, UV_RUN_DEFAULT);
+		}
+		if (!b->failed && b->ph.errors != 0) {
+			fprintf(stderr, "aep-bench sched: FAILED: %" PRIu64 " pod calls failed\n",
+				b->ph.errors);
+			return 1;
+		}
+		if (!b->failed)
+			fprintf(stderr,
+				"aep-bench sched: %" PRIu64
+				" pod creates answered after %.2f s (%" PRIu64
+				" bound); creating the %u RCs\n",
+				b->created, (double)(aep_now_monotonic_ns() - b->t_start) / 1e9,
+				b->bound, o->rcs);
+	}
 	if (!b->failed) {
-		check_finished(b); /* --pods 0 */
-		uv_run(b->loop, UV_RUN_DEFAULT);
+		b->ph = (struct phase){.what = "create rc", .total = o->rcs, .pack = pack_rc};
+		phase_fill(b);
+		if (!b->failed) {
+			check_finished(b);
+			uv_run(b->loop, UV_RUN_DEFAULT);
+		}
 	}
 	uv_timer_stop(&b->progress);
 	uv_timer_stop(&b->deadline);
-	if (b->tick.data != NULL)
-		uv_timer_stop(&b->tick);
 	b->pods_phase = false;
 	if (b->failed)
 		return 1;
 	if (b->ph.errors != 0) {
-		fprintf(stderr, "aep-bench sched: FAILED: %" PRIu64 " pod calls failed\n",
+		fprintf(stderr, "aep-bench sched: FAILED: %" PRIu64 " RC creates failed\n",
 			b->ph.errors);
 		return 1;
 	}
@@ -1734,6 +2169,18 @@ static int run(struct sched_bench *b)
 		" events of other pods seen; verifying\n",
 		b->bound, (double)(t_end - b->t_start) / 1e9, b->rebinds, b->unbinds, b->deleted,
 		b->foreign);
+	if (!o->direct_pods || b->extra_added != 0)
+		fprintf(stderr,
+			"aep-bench sched: %" PRIu64 " pods of the RCs seen added (%" PRIu64
+			" beyond their replicas), %" PRIu64 " deleted\n",
+			b->created + b->extra_added, b->extra_added, b->deleted);
+	int settled = settle(b);
+	if (b->tick.data != NULL)
+		uv_timer_stop(&b->tick);
+	if (settled != 0) {
+		fprintf(stderr, "aep-bench sched: FAILED: the RCs and the watch did not settle\n");
+		return 1;
+	}
 	if (o->kill_leader)
 		fprintf(stderr,
 			"aep-bench sched: %" PRIu64 " creates sent again, %" PRIu64
@@ -1783,9 +2230,9 @@ static int run(struct sched_bench *b)
 		       b->new_leader >= 0 ? (unsigned)b->new_leader + 1 : li + 1, b->resent);
 	}
 	printf("nodes=%" PRIu64 " pods=%" PRIu64 " masters=%u create_s=%.2f bind_s=%.2f "
-	       "sched_pods_per_s=%.0f leader_rss_mib=%.0f\n",
+	       "sched_pods_per_s=%.0f leader_rss_mib=%.0f flow=%s\n",
 	       o->nodes, o->pods, o->masters, create_s, bind_s,
-	       bind_s > 0 ? (double)o->pods / bind_s : 0, rss);
+	       bind_s > 0 ? (double)o->pods / bind_s : 0, rss, o->direct_pods ? "direct" : "rc");
 	printf("pods_per_s=%.0f p99_bind_ms=%.1f spread_max_skew=%" PRIu64 " violations=%" PRId64
 	       "\n",
 	       e2e_s > 0 ? (double)o->pods / e2e_s : 0, p99, max_skew, violations);
@@ -1809,7 +2256,9 @@ int bench_sched(int argc, char **argv)
 	b.conns = aep_calloc(b.o.conns, sizeof(*b.conns));
 	b.rc_cursor = aep_calloc(b.o.rcs, sizeof(*b.rc_cursor));
 	b.zone_cursor = aep_calloc((size_t)b.o.regions * b.o.zones, sizeof(*b.zone_cursor));
-	if (b.pods == NULL || b.conns == NULL || b.rc_cursor == NULL || b.zone_cursor == NULL) {
+	b.rc_seen = aep_calloc(b.o.rcs, sizeof(*b.rc_seen));
+	if (b.pods == NULL || b.conns == NULL || b.rc_cursor == NULL || b.zone_cursor == NULL ||
+	    b.rc_seen == NULL || name_map_init(&b.names, b.o.direct_pods ? 0 : b.o.pods) != 0) {
 		fprintf(stderr, "aep-bench sched: out of memory\n");
 		rv = 1;
 		goto out_free_arrays;
@@ -1832,5 +2281,7 @@ out_free_arrays:
 	aep_free(b.conns);
 	aep_free(b.rc_cursor);
 	aep_free(b.zone_cursor);
+	aep_free(b.rc_seen);
+	name_map_free(&b.names);
 	return rv;
 }

@@ -161,10 +161,22 @@ int master__sched_plan(struct master *m, const msgpack_object *params, struct ae
  * stop: NULL-safe, idempotent). */
 int master__rc_start(struct master *m);
 void master__rc_stop(struct master *m);
+/* The Pod that the ReplicationController @rc (unpacked) makes from its
+ * template, named @name in @ns, validated and canonical (one reference in
+ * *@out). Errors: AEP_EINVALID (no template spec, or the template makes an
+ * invalid pod), AEP_ENOMEM. */
+int master__template_pod(const msgpack_object *rc, const char *ns, const char *name,
+			 struct aep_object **out, struct aep_error *e);
 /* rc.c: the replication manager, leader only (start: 0 or AEP_ENOMEM;
  * stop: NULL-safe, idempotent). */
 int master__rc_start(struct master *m);
 void master__rc_stop(struct master *m);
+/* The Pod that the ReplicationController @rc (unpacked) makes from its
+ * template, named @name in @ns, validated and canonical (one reference in
+ * *@out). Errors: AEP_EINVALID (no template spec, or the template makes an
+ * invalid pod), AEP_ENOMEM. */
+int master__template_pod(const msgpack_object *rc, const char *ns, const char *name,
+			 struct aep_object **out, struct aep_error *e);
 /* Read and check --scheduler-policy FILE (YAML or JSON); kept for every
  * later leadership term. */
 int master__sched_load_policy(struct master *m, const char *path, struct aep_error *e);

@@ -75,24 +75,44 @@ RB_PROTOTYPE(master__rc_labels, rc, by_label, rc_label_cmp);
 RB_GENERATE(master__rc_names, rc, by_name, rc_name_cmp)
 RB_GENERATE(master__rc_labels, rc, by_label, rc_label_cmp)
 
+/* A write in flight. A pod create or delete is also an expectation: it
+ * sits in the manager's pending tree, keyed by the pod's namespace and
+ * name, until the watch shows the pod added or deleted (or the write
+ * fails). The count moves when the event is applied, which is before the
+ * write's answer arrives; lowering creating/deleting at the same moment
+ * keeps count + creating - deleting exact at every instant. */
+struct rc_write {
+	RB_ENTRY(rc_write) link;
+	struct master *m;
+	uint64_t epoch;
+	struct rc *rc;
+	enum aep_op op;
+	bool pending; /* in the pending tree */
+	char name[AEP_NAME_MAX + 1];
+};
+
+static int write_cmp(const struct rc_write *a, const struct rc_write *b)
+{
+	int c = strcmp(a->rc->ns, b->rc->ns);
+	return c != 0 ? c : strcmp(a->name, b->name);
+}
+
+RB_HEAD(master__rc_pending, rc_write);
+RB_PROTOTYPE(master__rc_pending, rc_write, link, write_cmp);
+RB_GENERATE(master__rc_pending, rc_write, link, write_cmp)
+
 struct master_rc {
 	struct master *m;
 	struct aep_watch *w_rc, *w_pod;
 	struct master__rc_names names;
 	struct master__rc_labels labels;
+	struct master__rc_pending pending;
 	struct rc *dirty;
 	uv_idle_t idle;
 	uv_timer_t timer;
 	unsigned open_handles;
 	size_t inflight;
 	bool rebuild;
-};
-
-struct rc_write {
-	struct master *m;
-	uint64_t epoch;
-	struct rc *rc;
-	enum aep_op op;
 };
 
 static void kick(struct master_rc *mr);
@@ -296,6 +316,29 @@ static void on_rc_event(const struct aep_event *ev, void *data)
 	kick(mr);
 }
 
+/* The write of @w is no longer expected: its effect is in the count (or
+ * it failed). */
+static void settle(struct master_rc *mr, struct rc_write *w)
+{
+	RB_REMOVE(master__rc_pending, &mr->pending, w);
+	w->pending = false;
+	if (w->op == AEP_OP_CREATE)
+		w->rc->creating--;
+	else
+		w->rc->deleting--;
+}
+
+/* A pod the manager created or deleted has shown up in the store. */
+static void observe_write(struct master_rc *mr, const struct aep_object *pod, enum aep_op op)
+{
+	struct rc probe_rc = {.ns = pod->meta.ns};
+	struct rc_write probe = {.rc = &probe_rc};
+	snprintf(probe.name, sizeof(probe.name), "%s", pod->meta.name);
+	struct rc_write *w = RB_FIND(master__rc_pending, &mr->pending, &probe);
+	if (w != NULL && w->op == op)
+		settle(mr, w);
+}
+
 static void on_pod_event(const struct aep_event *ev, void *data)
 {
 	struct master_rc *mr = data;
@@ -322,6 +365,9 @@ static void on_pod_event(const struct aep_event *ev, void *data)
 	}
 	/* A binding or a status change that keeps labels and activity
 	 * changes no count; skip the parsing for the common case. */
+	if (!RB_EMPTY(&mr->pending) && ev->type != AEP_EV_MODIFIED)
+		observe_write(mr, ev->obj,
+			      ev->type == AEP_EV_ADDED ? AEP_OP_CREATE : AEP_OP_DELETE);
 	bool was_active = was != NULL && !pod_terminal(was);
 	bool is_active = is != NULL && !pod_terminal(is);
 	if (was_active)
@@ -342,6 +388,12 @@ static void unwatch(struct master_rc *mr)
 
 static void drop_all(struct master_rc *mr)
 {
+	struct rc_write *w, *wnext;
+	RB_FOREACH_SAFE(w, master__rc_pending, &mr->pending, wnext)
+	{
+		RB_REMOVE(master__rc_pending, &mr->pending, w);
+		w->pending = false; /* its answer only releases it now */
+	}
 	struct rc *rc, *next;
 	RB_FOREACH_SAFE(rc, master__rc_names, &mr->names, next)
 	rc_remove(mr, rc);
@@ -381,10 +433,8 @@ static void write_done(void *data, const struct aep_result *res)
 	struct rc_write *w = data;
 	struct master *m = w->m;
 	struct master_rc *mr = m->rc;
-	if (w->op == AEP_OP_CREATE)
-		w->rc->creating--;
-	else if (w->op == AEP_OP_DELETE)
-		w->rc->deleting--;
+	if (w->pending && mr != NULL)
+		settle(mr, w); /* failed, or its event was never seen */
 	if (mr != NULL && w->epoch == m->rc_epoch) {
 		mr->inflight--;
 		if (res->code != 0 && res->code != AEP_ENOTFOUND) {
@@ -399,7 +449,8 @@ static void write_done(void *data, const struct aep_result *res)
 	aep_free(w);
 }
 
-static int submit(struct master_rc *mr, struct rc *rc, const struct aep_cmd *cmd)
+/* Submit @cmd for @rc; @name is the pod a create or delete is about. */
+static int submit(struct master_rc *mr, struct rc *rc, const struct aep_cmd *cmd, const char *name)
 {
 	struct rc_write *w = aep_calloc(1, sizeof(*w));
 	if (w == NULL)
@@ -408,6 +459,7 @@ static int submit(struct master_rc *mr, struct rc *rc, const struct aep_cmd *cmd
 	w->epoch = mr->m->rc_epoch;
 	w->rc = rc;
 	w->op = cmd->op;
+	snprintf(w->name, sizeof(w->name), "%s", name);
 	int rv = aep_raft_submit(mr->m->raft, cmd, write_done, w);
 	if (rv != 0) {
 		aep_free(w);
@@ -415,39 +467,31 @@ static int submit(struct master_rc *mr, struct rc *rc, const struct aep_cmd *cmd
 	}
 	rc->refs++;
 	mr->inflight++;
-	if (cmd->op == AEP_OP_CREATE)
-		rc->creating++;
-	else if (cmd->op == AEP_OP_DELETE)
-		rc->deleting++;
+	if ((cmd->op == AEP_OP_CREATE || cmd->op == AEP_OP_DELETE) &&
+	    RB_INSERT(master__rc_pending, &mr->pending, w) == NULL) {
+		w->pending = true;
+		if (cmd->op == AEP_OP_CREATE)
+			rc->creating++;
+		else
+			rc->deleting++;
+	}
 	return 0;
 }
 
-/* Create one pod from @rc's template. */
-static int create_pod(struct master_rc *mr, struct rc *rc, const msgpack_object *rco)
+int master__template_pod(const msgpack_object *rc, const char *ns, const char *name,
+			 struct aep_object **out, struct aep_error *e)
 {
-	static const char alnum[] = "bcdfghjklmnpqrstvwxz2456789";
-	const msgpack_object *tmpl = aep_mp_map_get(aep_mp_map_get(rco, "spec"), "template");
+	const msgpack_object *tmpl = aep_mp_map_get(aep_mp_map_get(rc, "spec"), "template");
 	const msgpack_object *tmeta = aep_mp_map_get(tmpl, "metadata");
 	const msgpack_object *labels = aep_mp_map_get(tmeta, "labels");
 	const msgpack_object *annots = aep_mp_map_get(tmeta, "annotations");
 	const msgpack_object *spec = aep_mp_map_get(tmpl, "spec");
-	char name[AEP_NAME_MAX + 1], uid[40];
-	struct aep_object *pod = NULL;
-	struct aep_error e = {0};
 	struct aep_buf b;
 	msgpack_packer pk;
 	int rv;
 
 	if (spec == NULL)
-		return AEP_EINVALID;
-	if ((rv = master__uuid4(mr->m, uid)) != 0)
-		return rv;
-	/* The uid's random hex digits pick the suffix: no second source. */
-	char suffix[6];
-	for (int i = 0; i < 5; i++)
-		suffix[i] = alnum[(unsigned char)uid[i * 2 + 1] % (sizeof(alnum) - 1)];
-	suffix[5] = '\0';
-	snprintf(name, sizeof(name), "%.*s-%s", AEP_NAME_MAX - 6, rc->name, suffix);
+		return aep_errorf(e, AEP_EINVALID, "spec.template.spec: required");
 	aep_buf_init(&b);
 	aep_packer_init(&pk, &b);
 	msgpack_pack_map(&pk, 3);
@@ -458,7 +502,7 @@ static int create_pod(struct master_rc *mr, struct rc *rc, const msgpack_object 
 	aep_pack_str(&pk, "name");
 	aep_pack_str(&pk, name);
 	aep_pack_str(&pk, "namespace");
-	aep_pack_str(&pk, rc->ns);
+	aep_pack_str(&pk, ns);
 	if (labels != NULL) {
 		aep_pack_str(&pk, "labels");
 		msgpack_pack_object(&pk, *labels);
@@ -469,7 +513,29 @@ static int create_pod(struct master_rc *mr, struct rc *rc, const msgpack_object 
 	}
 	aep_pack_str(&pk, "spec");
 	msgpack_pack_object(&pk, *spec);
-	rv = b.failed ? AEP_ENOMEM : aep_object_decode(b.data, b.len, &pod, &e);
+	rv = b.failed ? aep_errorf(e, AEP_ENOMEM, "out of memory")
+		      : aep_object_decode(b.data, b.len, out, e);
+	aep_buf_free(&b);
+	return rv;
+}
+
+/* Create one pod from @rc's template. */
+static int create_pod(struct master_rc *mr, struct rc *rc, const msgpack_object *rco)
+{
+	static const char alnum[] = "bcdfghjklmnpqrstvwxz2456789";
+	char name[AEP_NAME_MAX + 1], uid[40], suffix[6];
+	struct aep_object *pod = NULL;
+	struct aep_error e = {0};
+	int rv;
+
+	if ((rv = master__uuid4(mr->m, uid)) != 0)
+		return rv;
+	/* The uid's random hex digits pick the suffix: no second source. */
+	for (int i = 0; i < 5; i++)
+		suffix[i] = alnum[(unsigned char)uid[i * 2 + 1] % (sizeof(alnum) - 1)];
+	suffix[5] = '\0';
+	snprintf(name, sizeof(name), "%.*s-%s", AEP_NAME_MAX - 6, rc->name, suffix);
+	rv = master__template_pod(rco, rc->ns, name, &pod, &e);
 	if (rv == 0) {
 		struct aep_cmd cmd = {
 		    .op = AEP_OP_CREATE,
@@ -479,10 +545,9 @@ static int create_pod(struct master_rc *mr, struct rc *rc, const msgpack_object 
 		    .obj_len = pod->len,
 		};
 		memcpy(cmd.uid, uid, sizeof(cmd.uid));
-		rv = submit(mr, rc, &cmd);
+		rv = submit(mr, rc, &cmd, name);
 	}
 	aep_object_unref(pod);
-	aep_buf_free(&b);
 	return rv;
 }
 
@@ -535,7 +600,7 @@ static void delete_pods(struct master_rc *mr, struct rc *rc, int64_t n)
 			    .precond_rv = v.pods[i]->meta.rv,
 			    .now_ns = aep_now_realtime_ns(),
 			};
-			(void)submit(mr, rc, &cmd);
+			(void)submit(mr, rc, &cmd, v.pods[i]->meta.name);
 		}
 		aep_object_unref(v.pods[i]);
 	}
@@ -574,7 +639,7 @@ static void write_status(struct master_rc *mr, struct rc *rc, const msgpack_obje
 		    .obj = obj->data,
 		    .obj_len = obj->len,
 		};
-		if (submit(mr, rc, &cmd) == 0) {
+		if (submit(mr, rc, &cmd, rc->name) == 0) {
 			rc->status_written = rc->count;
 			rc->status_at_ns = aep_now_monotonic_ns();
 		}
@@ -675,6 +740,7 @@ int master__rc_start(struct master *m)
 	mr->m = m;
 	RB_INIT(&mr->names);
 	RB_INIT(&mr->labels);
+	RB_INIT(&mr->pending);
 	uv_idle_init(m->loop, &mr->idle);
 	uv_timer_init(m->loop, &mr->timer);
 	mr->idle.data = mr;

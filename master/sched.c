@@ -459,37 +459,6 @@ uint64_t master__sched_queued(struct master *m)
 
 /* ---- plan ------------------------------------------------------------------ */
 
-/* Pack the pod @rc's template makes as replica @i. */
-static void pack_template_pod(msgpack_packer *pk, const msgpack_object *rc, const char *ns,
-			      const char *rc_name, long i)
-{
-	const msgpack_object *tmpl = aep_mp_map_get(aep_mp_map_get(rc, "spec"), "template");
-	const msgpack_object *tmeta = aep_mp_map_get(tmpl, "metadata");
-	const msgpack_object *labels = aep_mp_map_get(tmeta, "labels");
-	const msgpack_object *annots = aep_mp_map_get(tmeta, "annotations");
-	char name[AEP_NAME_MAX + 1];
-	snprintf(name, sizeof(name), "%.*s-%ld", AEP_NAME_MAX - 12, rc_name, i);
-	msgpack_pack_map(pk, 3);
-	aep_pack_str(pk, "kind");
-	aep_pack_str(pk, "Pod");
-	aep_pack_str(pk, "metadata");
-	msgpack_pack_map(pk, 2 + (labels != NULL) + (annots != NULL));
-	aep_pack_str(pk, "name");
-	aep_pack_str(pk, name);
-	aep_pack_str(pk, "namespace");
-	aep_pack_str(pk, ns);
-	if (labels != NULL) {
-		aep_pack_str(pk, "labels");
-		msgpack_pack_object(pk, *labels);
-	}
-	if (annots != NULL) {
-		aep_pack_str(pk, "annotations");
-		msgpack_pack_object(pk, *annots);
-	}
-	aep_pack_str(pk, "spec");
-	msgpack_pack_object(pk, *aep_mp_map_get(tmpl, "spec"));
-}
-
 static int plan_add(struct aep_object ***pods, size_t *n, struct aep_object *o, struct aep_error *e)
 {
 	if (*n >= PLAN_PODS_MAX) {
@@ -539,15 +508,11 @@ static int plan_pods(const msgpack_object *objects, struct aep_object ***pods, s
 									      : rep->via.u64)
 				    : (rep == NULL ? 1 : 0);
 		for (long r = 1; rv == 0 && r <= replicas; r++) {
-			struct aep_buf b;
-			msgpack_packer pk;
+			char name[AEP_NAME_MAX + 1];
 			struct aep_object *pod = NULL;
-			aep_buf_init(&b);
-			aep_packer_init(&pk, &b);
-			pack_template_pod(&pk, &rc, o->meta.ns, o->meta.name, r);
-			rv = b.failed ? aep_errorf(e, AEP_ENOMEM, "out of memory")
-				      : aep_object_decode(b.data, b.len, &pod, e);
-			aep_buf_free(&b);
+			snprintf(name, sizeof(name), "%.*s-%ld", AEP_NAME_MAX - 12, o->meta.name,
+				 r);
+			rv = master__template_pod(&rc, o->meta.ns, name, &pod, e);
 			if (rv != 0)
 				rv = aep_error_prefix(e, "objects[%u]: template", i);
 			else
