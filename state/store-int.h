@@ -28,22 +28,30 @@ struct state__label_ref {
 	uint32_t i;    /* index in e->obj->meta.labels */
 };
 
+struct state__node_group;
+
 struct state__entry {
-	RB_ENTRY(state__entry) by_key;	/* kind table */
-	RB_ENTRY(state__entry) by_node; /* pods_by_node, when obj->node_name */
-	struct aep_object *obj;		/* one reference */
-	uint64_t node_hash;		/* state__hash2(node_name, ""), when indexed */
+	RB_ENTRY(state__entry) by_key; /* kind table */
+	struct aep_object *obj;	       /* one reference */
+	/* The pods of one node (nodeidx.c), when obj is a bound Pod. */
+	struct state__node_group *node_group;
+	struct state__entry *node_next, *node_prev;
 	uint32_t nlabels;
 	struct state__label_ref labels[]; /* nlabels, one per obj label */
 };
 
 RB_HEAD(state__key_tree, state__entry);
 RB_HEAD(state__label_tree, state__label_ref);
-RB_HEAD(state__node_tree, state__entry);
 /* Generated in store.c as state__key_tree_RB_INSERT() and so on. */
 RB_PROTOTYPE(state__key_tree, state__entry, by_key, state__key_cmp)
 RB_PROTOTYPE(state__label_tree, state__label_ref, link, state__label_cmp)
-RB_PROTOTYPE(state__node_tree, state__entry, by_node, state__node_cmp)
+
+/* Pods by node: a hash table of groups (nodeidx.c). */
+struct state__node_index {
+	struct state__node_group **buckets;
+	size_t nbuckets; /* 0 or a power of two */
+	size_t ngroups;
+};
 
 struct state__table {
 	struct state__key_tree tree;
@@ -89,7 +97,7 @@ struct state__watchers {
 
 struct aep_store {
 	struct state__table tables[AEP_KIND__COUNT];
-	struct state__node_tree pods_by_node;
+	struct state__node_index pods_by_node;
 	struct aep_member *members; /* sorted by name; strings owned */
 	size_t nmembers;
 	uint64_t revision;
@@ -100,15 +108,32 @@ struct aep_store {
 
 /* ---- store.c ---- */
 
-/* Tree orders: (ns, name); (hash, label key, value, ns, name); (hash,
- * node, ns, name). The label and node indexes compare a hash kept in
- * their tree nodes first: a run of one label or one node stays
- * contiguous and ordered by (ns, name), and an insert reads one cache
- * line per level instead of following pointers into two objects. */
+/* Tree orders: (ns, name); (hash, label key, value, ns, name). The label
+ * index compares a hash kept in its tree nodes first: a run of one label
+ * stays contiguous and ordered by (ns, name), and an insert reads one
+ * cache line per level instead of following pointers into two objects. */
 uint64_t state__hash2(const char *a, const char *b);
 int state__key_cmp(const struct state__entry *a, const struct state__entry *b);
 int state__label_cmp(const struct state__label_ref *a, const struct state__label_ref *b);
-int state__node_cmp(const struct state__entry *a, const struct state__entry *b);
+
+/* ---- nodeidx.c: pods by node ---- */
+/* Make sure @node has a group (before a commit that links a pod to it).
+ * Returns 0 or AEP_ENOMEM (nothing changed). */
+int state__nodes_reserve(struct state__node_index *x, const char *node);
+/* Free @node's group if it holds no pod (after a commit, or instead of
+ * one). */
+void state__nodes_release(struct state__node_index *x, const char *node);
+/* Link the bound pod @e to its node's reserved group; never fails. */
+void state__nodes_link(struct state__node_index *x, struct state__entry *e);
+/* Unlink @e if it is linked; never fails (the group stays, maybe empty). */
+void state__nodes_unlink(struct state__node_index *x, struct state__entry *e);
+struct state__node_group *state__nodes_find(const struct state__node_index *x, const char *node);
+/* @cb for each pod of @node in (namespace, name) order; AEP_ENOMEM, or
+ * what @cb returned non-zero. */
+int state__nodes_visit(const struct state__node_index *x, const char *node, aep_store_visit_cb cb,
+		       void *data);
+/* Free every group (the entries stay) and empty the index. */
+void state__nodes_free(struct state__node_index *x);
 
 /* A store with empty tables and an event log of @log_max slots (no
  * namespaces, no watchers). */

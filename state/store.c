@@ -63,19 +63,8 @@ int state__label_cmp(const struct state__label_ref *a, const struct state__label
 	return state__key_cmp(a->e, b->e);
 }
 
-int state__node_cmp(const struct state__entry *a, const struct state__entry *b)
-{
-	if (a->node_hash != b->node_hash)
-		return a->node_hash < b->node_hash ? -1 : 1;
-	int c = strcmp(a->obj->node_name, b->obj->node_name);
-	if (c != 0)
-		return c;
-	return state__key_cmp(a, b);
-}
-
 RB_GENERATE(state__key_tree, state__entry, by_key, state__key_cmp)
 RB_GENERATE(state__label_tree, state__label_ref, link, state__label_cmp)
-RB_GENERATE(state__node_tree, state__entry, by_node, state__node_cmp)
 
 /* A stack-built stand-in for an entry, for lookups and range starts. */
 struct probe {
@@ -141,8 +130,6 @@ static struct state__entry *entry_alloc(const struct aep_object *obj)
 		e->labels[i].hash =
 		    state__hash2(obj->meta.labels[i].key, obj->meta.labels[i].value);
 	}
-	if (obj->node_name != NULL)
-		e->node_hash = state__hash2(obj->node_name, "");
 	return e;
 }
 
@@ -190,7 +177,7 @@ static struct state__entry *entry_link(struct aep_store *s, struct state__entry 
 	for (uint32_t i = 0; i < e->nlabels; i++)
 		RB_INSERT(state__label_tree, &t->labels, &e->labels[i]);
 	if (on_node_index(e->obj))
-		RB_INSERT(state__node_tree, &s->pods_by_node, e);
+		state__nodes_link(&s->pods_by_node, e);
 	t->count++;
 	return NULL;
 }
@@ -201,8 +188,7 @@ static void entry_unlink(struct aep_store *s, struct state__entry *e)
 	RB_REMOVE(state__key_tree, &t->tree, e);
 	for (uint32_t i = 0; i < e->nlabels; i++)
 		RB_REMOVE(state__label_tree, &t->labels, &e->labels[i]);
-	if (on_node_index(e->obj))
-		RB_REMOVE(state__node_tree, &s->pods_by_node, e);
+	state__nodes_unlink(&s->pods_by_node, e);
 	t->count--;
 }
 
@@ -210,12 +196,19 @@ int state__store_insert(struct aep_store *s, struct aep_object *obj)
 {
 	if (!kind_valid(obj->kind) || !labels_ordered(obj))
 		return AEP_EINVALID;
-	struct state__entry *e = entry_alloc(obj);
-	if (e == NULL)
+	if (on_node_index(obj) && state__nodes_reserve(&s->pods_by_node, obj->node_name) != 0)
 		return AEP_ENOMEM;
+	struct state__entry *e = entry_alloc(obj);
+	if (e == NULL) {
+		if (on_node_index(obj))
+			state__nodes_release(&s->pods_by_node, obj->node_name);
+		return AEP_ENOMEM;
+	}
 	e->obj = obj;
 	if (entry_link(s, e) != NULL) {
 		aep_free(e);
+		if (on_node_index(obj))
+			state__nodes_release(&s->pods_by_node, obj->node_name);
 		return AEP_EEXISTS;
 	}
 	aep_object_ref(obj);
@@ -233,7 +226,6 @@ int state__store_alloc(size_t log_max, struct aep_store **out)
 		RB_INIT(&s->tables[k].tree);
 		RB_INIT(&s->tables[k].labels);
 	}
-	RB_INIT(&s->pods_by_node);
 	if (log_max > 0) {
 		s->log.ring = aep_calloc(log_max, sizeof(*s->log.ring));
 		if (s->log.ring == NULL) {
@@ -278,7 +270,7 @@ void state__store_clear_content(struct aep_store *s)
 		RB_INIT(&t->labels);
 		t->count = 0;
 	}
-	RB_INIT(&s->pods_by_node);
+	state__nodes_free(&s->pods_by_node);
 	members_free(s->members, s->nmembers);
 	s->members = NULL;
 	s->nmembers = 0;
@@ -294,7 +286,7 @@ void state__store_move_content(struct aep_store *to, struct aep_store *from)
 		from->tables[k].count = 0;
 	}
 	to->pods_by_node = from->pods_by_node;
-	RB_INIT(&from->pods_by_node);
+	memset(&from->pods_by_node, 0, sizeof(from->pods_by_node));
 	to->members = from->members;
 	to->nmembers = from->nmembers;
 	from->members = NULL;
@@ -575,10 +567,14 @@ static int apply_create(struct aep_store *s, const struct state__cmd *c, uint64_
 	err = cmd_in_stamp(&in, uid, rv, c->now_ns, 1, &out);
 	if (err != 0)
 		goto out_release_in;
+	if (on_node_index(out) && state__nodes_reserve(&s->pods_by_node, out->node_name) != 0) {
+		err = AEP_ENOMEM;
+		goto out_unref_out;
+	}
 	e = entry_alloc(out);
 	if (e == NULL) {
 		err = AEP_ENOMEM;
-		goto out_unref_out;
+		goto out_release_node;
 	}
 
 	/* Commit: the key tree insert finds a duplicate (then nothing is
@@ -587,13 +583,16 @@ static int apply_create(struct aep_store *s, const struct state__cmd *c, uint64_
 	if (entry_link(s, e) != NULL) {
 		aep_free(e);
 		err = refuse(r, AEP_EEXISTS, "%s \"%s\" already exists", plural(c->kind), name);
-		goto out_unref_out;
+		goto out_release_node;
 	}
 	set_success(r, rv, out);
 	push_event(s, AEP_EV_ADDED, rv, aep_object_ref(out), NULL);
 	cmd_in_release(&in);
 	return 0;
 
+out_release_node:
+	if (on_node_index(out))
+		state__nodes_release(&s->pods_by_node, out->node_name);
 out_unref_out:
 	aep_object_unref(out);
 out_release_in:
@@ -653,11 +652,15 @@ static int apply_update(struct aep_store *s, const struct state__cmd *c, uint64_
 	if (err != 0)
 		goto out_release_in;
 	bool relabel = !same_labels(old, out);
+	if (on_node_index(out) && state__nodes_reserve(&s->pods_by_node, out->node_name) != 0) {
+		err = AEP_ENOMEM;
+		goto out_unref_out;
+	}
 	if (relabel) {
 		ne = entry_alloc(out);
 		if (ne == NULL) {
 			err = AEP_ENOMEM;
-			goto out_unref_out;
+			goto out_release_node;
 		}
 	}
 
@@ -672,18 +675,21 @@ static int apply_update(struct aep_store *s, const struct state__cmd *c, uint64_
 		bool was_indexed = on_node_index(old);
 		bool node_moved = !same_str(old->node_name, out->node_name);
 		if (was_indexed && node_moved)
-			RB_REMOVE(state__node_tree, &s->pods_by_node, e);
+			state__nodes_unlink(&s->pods_by_node, e);
 		e->obj = out;
-		if (on_node_index(out) && (node_moved || !was_indexed)) {
-			e->node_hash = state__hash2(out->node_name, "");
-			RB_INSERT(state__node_tree, &s->pods_by_node, e);
-		}
+		if (on_node_index(out) && (node_moved || !was_indexed))
+			state__nodes_link(&s->pods_by_node, e);
 	}
+	if (on_node_index(old))
+		state__nodes_release(&s->pods_by_node, old->node_name);
 	set_success(r, rv, out);
 	push_event(s, AEP_EV_MODIFIED, rv, aep_object_ref(out), old);
 	cmd_in_release(&in);
 	return 0;
 
+out_release_node:
+	if (on_node_index(out))
+		state__nodes_release(&s->pods_by_node, out->node_name);
 out_unref_out:
 	aep_object_unref(out);
 out_release_in:
@@ -773,12 +779,15 @@ static int apply_bind(struct aep_store *s, const struct state__cmd *c, uint64_t 
 	aep_free(bytes);
 	if (err != 0)
 		return err;
+	if (state__nodes_reserve(&s->pods_by_node, node) != 0) {
+		aep_object_unref(out);
+		return AEP_ENOMEM;
+	}
 
 	/* Commit: nothing below fails. The entry's reference to the old
 	 * object moves to the event. */
 	e->obj = out;
-	e->node_hash = state__hash2(out->node_name, "");
-	RB_INSERT(state__node_tree, &s->pods_by_node, e);
+	state__nodes_link(&s->pods_by_node, e);
 	set_success(r, rv, out);
 	push_event(s, AEP_EV_MODIFIED, rv, aep_object_ref(out), old);
 	return 0;
@@ -844,6 +853,8 @@ static int apply_delete(struct aep_store *s, const struct state__cmd *c, uint64_
 	struct aep_object *old = e->obj;
 	entry_unlink(s, e);
 	aep_free(e);
+	if (on_node_index(old))
+		state__nodes_release(&s->pods_by_node, old->node_name);
 	aep_object_unref(old);
 	set_success(r, rv, gone);
 	push_event(s, AEP_EV_DELETED, rv, gone, NULL);
@@ -1087,21 +1098,9 @@ int aep_store_list(struct aep_store *s, enum aep_kind kind, const char *ns,
 int aep_store_list_pods_on_node(struct aep_store *s, const char *node, aep_store_visit_cb cb,
 				void *data)
 {
-	struct probe p;
 	if (node == NULL)
 		return 0;
-	probe_init(&p, "", "");
-	p.obj.node_name = (char *)node;
-	p.e->node_hash = state__hash2(node, "");
-	struct state__entry *e = RB_NFIND(state__node_tree, &s->pods_by_node, p.e);
-	for (; e != NULL; e = RB_NEXT(state__node_tree, &s->pods_by_node, e)) {
-		if (strcmp(e->obj->node_name, node) != 0)
-			break;
-		int rv = cb(e->obj, data);
-		if (rv != 0)
-			return rv;
-	}
-	return 0;
+	return state__nodes_visit(&s->pods_by_node, node, cb, data);
 }
 
 int aep_store_members(struct aep_store *s, const struct aep_member **out, size_t *n)
