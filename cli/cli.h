@@ -92,4 +92,15 @@ int aep_pki_init(const char *dir, const struct aep_pki_master *masters, size_t n
 int aep_pki_issue(const char *dir, const char *cn, const char *org, const char *sans,
 		  const char *crt_path, const char *key_path, struct aep_error *e);
 
+struct evp_pkey_st; /* OpenSSL's EVP_PKEY */
+/* Sign a client certificate (extended key usage clientAuth) for the public
+ * key @key (e.g. of a verified certificate request) with the CA in
+ * @ca_crt/@ca_key: subject CN @cn and O @org (may be NULL), valid from an
+ * hour ago for @days days. Appends the PEM to @out. Returns 0,
+ * AEP_EINVALID (bad @cn or @days), AEP_ENOTFOUND (a CA file cannot be
+ * opened), AEP_EINTERNAL (OpenSSL, with its message) or AEP_ENOMEM. */
+int aep_pki_sign_client(const char *ca_crt, const char *ca_key, struct evp_pkey_st *key,
+			const char *cn, const char *org, int days, struct aep_buf *out,
+			struct aep_error *e);
+
 #endif /* AEP_CLI_H */

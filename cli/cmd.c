@@ -29,6 +29,10 @@ static const char usage_text[] =
     "  delete KIND NAME... | -f FILE\n"
     "                             delete objects\n"
     "  label KIND NAME k=v k2-    add, change (--overwrite) or remove labels\n"
+    "  logs POD [-c CONTAINER] [-f] [--tail-bytes N]\n"
+    "                             a container's log (-f: follow it)\n"
+    "  exec POD [-c CONTAINER] -- COMMAND [ARG...]\n"
+    "                             run a command in a container; exits with its code\n"
     "  version                    client and server versions (--client: client only)\n"
     "  plan -f FILE [-o wide|json|yaml]\n"
     "                             where the scheduler would put the pods of a manifest\n"
@@ -44,6 +48,12 @@ static const char usage_text[] =
     "  admin manage-node NODE... [-l SELECTOR] --schedulable=false|true [--evacuate]\n"
     "                             mark nodes (un)schedulable; --evacuate deletes the pods\n"
     "                             bound to unschedulable nodes\n"
+    "  admin token create [--ttl 24h] [--description TEXT]\n"
+    "                             a bootstrap token for joining nodes (prints ID.SECRET;\n"
+    "                             --ttl 0: never expires)\n"
+    "  admin token list [-o json|yaml]\n"
+    "                             the bootstrap tokens (never their secrets)\n"
+    "  admin token delete ID...   revoke bootstrap tokens\n"
     "  master ...                 run a master peer\n"
     "  up ...                     run a local cluster\n"
     "\n"
@@ -129,6 +139,8 @@ static void on_notify(void *data, const char *method, size_t method_len,
 		      const msgpack_object *params)
 {
 	struct cli *c = data;
+	if (c->on_notify_cb != NULL && (method_len != 5 || memcmp(method, "event", 5) != 0))
+		c->on_notify_cb(c, method, method_len, params);
 	if (c->on_event == NULL || method_len != 5 || memcmp(method, "event", 5) != 0 ||
 	    params->type != MSGPACK_OBJECT_ARRAY)
 		return;
@@ -146,7 +158,7 @@ static void on_disconnect(void *data)
 {
 	struct cli *c = data;
 	c->disconnected = true;
-	if (c->on_event != NULL)
+	if (c->on_event != NULL || c->on_notify_cb != NULL)
 		uv_stop(&c->loop);
 }
 
@@ -343,7 +355,12 @@ enum {
 	F_KEY,
 	F_SHOW_LABELS,
 	F_SCHEDULABLE,
-	F_EVACUATE
+	F_EVACUATE,
+	F_TTL,
+	F_DESCRIPTION,
+	F_CONTAINER,
+	F_FOLLOW,
+	F_TAIL_BYTES
 };
 
 static const struct flag flags[] = {
@@ -372,7 +389,15 @@ static const struct flag flags[] = {
     {"show-labels", 0, false, F_SHOW_LABELS},
     {"schedulable", 0, false, F_SCHEDULABLE},
     {"evacuate", 0, false, F_EVACUATE},
+    {"ttl", 0, true, F_TTL},
+    {"description", 0, true, F_DESCRIPTION},
+    {"container", 'c', true, F_CONTAINER},
+    {"follow", 0, false, F_FOLLOW},
+    {"tail-bytes", 0, true, F_TAIL_BYTES},
 };
+
+/* logs -f is --follow (kubectl), not --filename */
+static const struct flag follow_short = {"follow", 'f', false, F_FOLLOW};
 
 static int set_flag(struct cli__opts *o, int id, const char *v, bool *help)
 {
@@ -422,6 +447,11 @@ static int set_flag(struct cli__opts *o, int id, const char *v, bool *help)
 		o->schedulable_set = true;
 		break;
 	case F_EVACUATE: o->evacuate = true; break;
+	case F_TTL: o->ttl = v; break;
+	case F_DESCRIPTION: o->description = v; break;
+	case F_CONTAINER: o->container = v; break;
+	case F_FOLLOW: o->follow = true; break;
+	case F_TAIL_BYTES: o->tail_bytes = v; break;
 	}
 	return 0;
 }
@@ -430,9 +460,11 @@ static int set_flag(struct cli__opts *o, int id, const char *v, bool *help)
 static int parse_args(int argc, char **argv, struct cli__opts *o, bool *help)
 {
 	o->timeout_ms = DEFAULT_TIMEOUT_MS;
+	o->dashdash = -1;
 	for (int i = 1; i < argc; i++) {
 		char *a = argv[i];
 		if (strcmp(a, "--") == 0) {
+			o->dashdash = (long)o->nargs;
 			for (i++; i < argc; i++)
 				o->args[o->nargs++] = argv[i];
 			break;
@@ -480,6 +512,8 @@ static int parse_args(int argc, char **argv, struct cli__opts *o, bool *help)
 					if (flags[k].shrt == *p)
 						f = &flags[k];
 				}
+				if (*p == 'f' && o->nargs > 0 && strcmp(o->args[0], "logs") == 0)
+					f = &follow_short;
 				if (f == NULL)
 					return local_error("unknown shorthand flag: '%c' in %s", *p,
 							   a);
@@ -501,6 +535,19 @@ static int parse_args(int argc, char **argv, struct cli__opts *o, bool *help)
 			return 1;
 	}
 	return 0;
+}
+
+/* aep admin: "token" is token.c's, the rest admin.c's. */
+static int cmd_admin(struct cli *c)
+{
+	if (c->o.nargs == 0 || strcmp(c->o.args[0], "token") != 0)
+		return cli__cmd_admin(c);
+	c->o.args++;
+	c->o.nargs--;
+	int rv = cli__cmd_token(c);
+	c->o.args--;
+	c->o.nargs++;
+	return rv;
 }
 
 int aep_cli_main(int argc, char **argv)
@@ -550,8 +597,9 @@ int aep_cli_main(int argc, char **argv)
 	    {"get", cli__cmd_get},	     {"create", cli__cmd_create},
 	    {"apply", cli__cmd_apply},	     {"delete", cli__cmd_delete},
 	    {"describe", cli__cmd_describe}, {"label", cli__cmd_label},
-	    {"version", cli__cmd_version},   {"admin", cli__cmd_admin},
-	    {"plan", cli__cmd_plan},
+	    {"version", cli__cmd_version},   {"admin", cmd_admin},
+	    {"plan", cli__cmd_plan},	     {"logs", cli__cmd_logs},
+	    {"exec", cli__cmd_exec},
 	};
 	rv = -1;
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {

@@ -104,6 +104,12 @@ struct cli__opts {
 	const char *sans;
 	const char *cert;
 	const char *key;
+	const char *ttl;	 /* admin token create --ttl */
+	const char *description; /* admin token create --description */
+	const char *container;	 /* logs, exec: -c */
+	const char *tail_bytes;	 /* logs --tail-bytes */
+	bool follow;		 /* logs -f */
+	long dashdash;		 /* index in args (verb included) where "--" was; -1: none */
 	const char **files;
 	size_t nfiles;
 	bool all_ns;
@@ -132,6 +138,10 @@ struct cli {
 	struct aep_tls *tls;
 	struct aep_rpc_client *client;
 	cli__event_cb on_event; /* watch events, one map {watch, type, object} each */
+	/* every other notification (logs -f: "log", "log.end"); @params is the
+	 * whole params array */
+	void (*on_notify_cb)(struct cli *c, const char *method, size_t method_len,
+			     const msgpack_object *params);
 	void *event_data;
 	bool disconnected; /* the client lost its connection (watches are gone) */
 	bool retried;	   /* the last call was retried after Unavailable */
@@ -180,5 +190,10 @@ int cli__cmd_label(struct cli *c);
 int cli__cmd_version(struct cli *c);
 int cli__cmd_admin(struct cli *c);
 int cli__cmd_plan(struct cli *c);
+/* aep logs POD [-c C] [-f] [--tail-bytes N], aep exec POD [-c C] -- CMD... (logs.c) */
+int cli__cmd_logs(struct cli *c);
+int cli__cmd_exec(struct cli *c);
+/* aep admin token create|list|delete (token.c); args start after "token". */
+int cli__cmd_token(struct cli *c);
 
 #endif /* AEP_CLI_INTERNAL_H */

@@ -435,3 +435,56 @@ err_after_abs:
 	free(abs_dir);
 	return rv;
 }
+
+int aep_pki_sign_client(const char *ca_crt, const char *ca_key, struct evp_pkey_st *key,
+			const char *cn, const char *org, int days, struct aep_buf *out,
+			struct aep_error *e)
+{
+	if (cn == NULL || *cn == '\0' || strlen(cn) > 64)
+		return aep_errorf(e, AEP_EINVALID, "common name must be 1 to 64 characters");
+	if (days < 1 || days > CERT_DAYS)
+		return aep_errorf(e, AEP_EINVALID, "validity must be 1 to %d days", CERT_DAYS);
+	FILE *f = fopen(ca_crt, "r");
+	if (f == NULL)
+		return aep_errorf(e, AEP_ENOTFOUND, "open %s: %s", ca_crt, strerror(errno));
+	X509 *ca = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	if (ca == NULL)
+		return ssl_err(e, ca_crt);
+	int rv = 0;
+	EVP_PKEY *ca_pkey = NULL;
+	X509 *c = NULL;
+	BIO *bio = NULL;
+	f = fopen(ca_key, "r");
+	if (f == NULL) {
+		rv = aep_errorf(e, AEP_ENOTFOUND, "open %s: %s", ca_key, strerror(errno));
+		goto out;
+	}
+	ca_pkey = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	fclose(f);
+	if (ca_pkey == NULL) {
+		rv = ssl_err(e, ca_key);
+		goto out;
+	}
+	struct cert_spec s = {cn, org, NULL, false, "clientAuth", days};
+	c = cert_make(&s, key, ca, ca_pkey, e);
+	if (c == NULL) {
+		rv = e->code;
+		goto out;
+	}
+	bio = BIO_new(BIO_s_mem());
+	char *pem;
+	long n;
+	if (bio == NULL || !PEM_write_bio_X509(bio, c) || (n = BIO_get_mem_data(bio, &pem)) <= 0) {
+		rv = ssl_err(e, "write the certificate");
+		goto out;
+	}
+	if (aep_buf_append(out, pem, (size_t)n) != 0)
+		rv = aep_errorf(e, AEP_ENOMEM, "out of memory");
+out:
+	BIO_free(bio);
+	X509_free(c);
+	EVP_PKEY_free(ca_pkey);
+	X509_free(ca);
+	return rv;
+}

@@ -86,6 +86,7 @@ static const char *const rc_cols[] = {"NAMESPACE", "NAME", "DESIRED", "CURRENT",
 static const char *const svc_cols[] = {"NAMESPACE", "NAME", "TYPE",    "CLUSTER-IP",
 				       "PORT(S)",   "AGE",  "SELECTOR"};
 static const char *const ns_cols[] = {"NAMESPACE", "NAME", "STATUS", "AGE"};
+static const char *const secret_cols[] = {"NAMESPACE", "NAME", "TYPE", "DATA", "AGE"};
 static const char *const ep_cols[] = {"NAMESPACE", "NAME", "ENDPOINTS", "AGE"};
 static const char *const ev_cols[] = {"NAMESPACE", "LAST SEEN", "TYPE",
 				      "REASON",	   "OBJECT",	"MESSAGE"};
@@ -106,6 +107,7 @@ static struct kind_cols cols_of(int kind)
 	case AEP_KIND_SERVICE: k = (struct kind_cols){svc_cols, 7, 6}; break;
 	case AEP_KIND_ENDPOINTS: k = (struct kind_cols){ep_cols, 4, 4}; break;
 	case AEP_KIND_EVENT: k = (struct kind_cols){ev_cols, 6, 6}; break;
+	case AEP_KIND_SECRET: k = (struct kind_cols){secret_cols, 5, 5}; break;
 	default: k = (struct kind_cols){ns_cols, 4, 4}; break;
 	}
 	return k;
@@ -331,6 +333,19 @@ static void ns_row(struct row *r, const msgpack_object *o, const struct cli__col
 	put_age(r, o, c);
 }
 
+/* kubectl's Secret columns: the number of data keys, never their values. */
+static void secret_row(struct row *r, const msgpack_object *o, const struct cli__cols *c)
+{
+	char type[128], n[16];
+	const msgpack_object *data = cli__mp_path(o, "data");
+	put_name(r, o);
+	put(r, cli__mp_str(o, "type", type, sizeof(type), "Opaque"));
+	snprintf(n, sizeof(n), "%u",
+		 data != NULL && data->type == MSGPACK_OBJECT_MAP ? data->via.map.size : 0u);
+	put(r, n);
+	put_age(r, o, c);
+}
+
 static void ep_row(struct row *r, const msgpack_object *o, const struct cli__cols *c)
 {
 	char out[512] = "";
@@ -416,6 +431,7 @@ int cli__table_row(int kind, const msgpack_object *obj, const struct cli__cols *
 	case AEP_KIND_SERVICE: svc_row(&r, obj, c); break;
 	case AEP_KIND_ENDPOINTS: ep_row(&r, obj, c); break;
 	case AEP_KIND_EVENT: ev_row(&r, obj, c); break;
+	case AEP_KIND_SECRET: secret_row(&r, obj, c); break;
 	default: ns_row(&r, obj, c); break;
 	}
 	if (r.failed) {

@@ -1112,7 +1112,7 @@ static void on_request(struct aep_rpc_conn *c, uint64_t msgid, const char *metho
 		aep_rpc_reply_error(c, msgid, AEP_ENOMETHOD, msg, NULL, 0);
 		return;
 	}
-	if (aep_rpc_conn_identity(c) == NULL) {
+	if (aep_rpc_conn_identity(c) == NULL && which != MASTER_M_JOIN) {
 		aep_rpc_reply_error(c, msgid, AEP_EUNAUTHORIZED,
 				    "a client certificate signed by the cluster CA is required",
 				    NULL, 0);
@@ -1124,6 +1124,8 @@ static void on_request(struct aep_rpc_conn *c, uint64_t msgid, const char *metho
 				    "params must be an array holding one map", NULL, 0);
 		return;
 	}
+	if (!master__authorize(m, c, msgid, (enum master_method)which, params))
+		return; /* answered: Forbidden & co. (authz.c) */
 	if (m->stopping) {
 		aep_rpc_reply_error(c, msgid, AEP_EUNAVAILABLE, "this master is shutting down",
 				    NULL, 0);
@@ -1162,6 +1164,12 @@ static void dispatch(struct req *r, const msgpack_object *params)
 	case MASTER_M_ANNOUNCE: handle_announce(r, params); break;
 	case MASTER_M_TRANSFER: handle_transfer(r, params); break;
 	case MASTER_M_PLAN: handle_plan(r, params); break;
+	case MASTER_M_NODE_REGISTER: master__node_register(r, params); break;
+	case MASTER_M_NODE_HEARTBEAT: master__node_heartbeat(r, params); break;
+	case MASTER_M_POD_STATUS: master__pod_status(r, params); break;
+	case MASTER_M_LOGS: master__logs(r, params); break;
+	case MASTER_M_EXEC: master__exec(r, params); break;
+	case MASTER_M_JOIN: master__join(r, params); break;
 	default: req_error(r, AEP_EINTERNAL, "unhandled method"); break;
 	}
 }
@@ -1190,9 +1198,16 @@ void master__retry_parked(struct master *m)
 	}
 }
 
+static void on_notify(struct aep_rpc_conn *c, const char *method, size_t method_len,
+		      const msgpack_object *params, void *data)
+{
+	master__nodes_notify(data, c, method, method_len, params);
+}
+
 static void on_close(struct aep_rpc_conn *c, void *data)
 {
 	struct master *m = data;
+	master__nodes_conn_closed(m, c);
 	struct conn_state *cs = aep_rpc_conn_get_data(c);
 	if (cs == NULL)
 		return;
@@ -1209,8 +1224,49 @@ static void on_close(struct aep_rpc_conn *c, void *data)
 
 const struct aep_rpc_handler master__rpc_handler = {
     .on_request = on_request,
+    .on_notify = on_notify,
     .on_close = on_close,
 };
+
+/* ---- for handlers in other files (nodes.c) ------------------------------------ */
+
+void master__req_reply(struct req *r, const char *data, size_t len)
+{
+	req_reply(r, data, len);
+}
+
+void master__req_error(struct req *r, int code, const char *msg)
+{
+	req_error(r, code, msg);
+}
+
+void master__req_error_details(struct req *r, int code, const char *msg, const char *details,
+			       size_t len)
+{
+	aep_rpc_reply_error(r->conn, r->msgid, code, msg, details, len);
+	record(r->m, r->method, r->start_ns, true);
+	req_free(r);
+}
+
+void master__req_forward(struct req *r, const msgpack_object *params)
+{
+	forward(r, params);
+}
+
+struct aep_rpc_conn *master__req_conn(const struct req *r)
+{
+	return r->conn;
+}
+
+struct master *master__req_master(const struct req *r)
+{
+	return r->m;
+}
+
+bool master__is_leader(struct master *m)
+{
+	return is_leader(m);
+}
 
 /* ---- leadership, members, metrics ------------------------------------------- */
 
@@ -1283,13 +1339,15 @@ void master__leadership(void *data, bool leader)
 		m->fwd = NULL;
 	}
 	if (leader && !m->stopping) {
-		if (master__sched_start(m) != 0 || master__rc_start(m) != 0)
+		if (master__sched_start(m) != 0 || master__rc_start(m) != 0 ||
+		    master__nodes_start(m) != 0)
 			fprintf(stderr,
 				"aep master %s: cannot start the controllers: out of memory\n",
 				m->name);
 	} else if (!leader) {
 		master__sched_stop(m);
 		master__rc_stop(m);
+		master__nodes_stop(m);
 	}
 	maybe_announce(m);
 }

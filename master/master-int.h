@@ -20,19 +20,25 @@
 enum { MASTER_NBUCKETS = 0 MASTER_BUCKETS(MASTER__BUCKET_COUNT) };
 
 /* X(enum, "method", write?) — the API's methods (docs/API.md). */
-#define MASTER_METHODS(X)             \
-	X(CREATE, "create", true)     \
-	X(GET, "get", false)          \
-	X(LIST, "list", false)        \
-	X(UPDATE, "update", true)     \
-	X(DELETE, "delete", true)     \
-	X(WATCH, "watch", false)      \
-	X(UNWATCH, "unwatch", false)  \
-	X(STATUS, "status", false)    \
-	X(MEMBERS, "members", false)  \
-	X(ANNOUNCE, "announce", true) \
-	X(TRANSFER, "transfer", true) \
-	X(PLAN, "plan", false)
+#define MASTER_METHODS(X)                         \
+	X(CREATE, "create", true)                 \
+	X(GET, "get", false)                      \
+	X(LIST, "list", false)                    \
+	X(UPDATE, "update", true)                 \
+	X(DELETE, "delete", true)                 \
+	X(WATCH, "watch", false)                  \
+	X(UNWATCH, "unwatch", false)              \
+	X(STATUS, "status", false)                \
+	X(MEMBERS, "members", false)              \
+	X(ANNOUNCE, "announce", true)             \
+	X(TRANSFER, "transfer", true)             \
+	X(PLAN, "plan", false)                    \
+	X(NODE_REGISTER, "node.register", true)   \
+	X(NODE_HEARTBEAT, "node.heartbeat", true) \
+	X(POD_STATUS, "pod.status", true)         \
+	X(LOGS, "logs", false)                    \
+	X(EXEC, "exec", false)                    \
+	X(JOIN, "join", false)
 
 enum master_method {
 #define MASTER__M_ENUM(e, s, w) MASTER_M_##e,
@@ -127,6 +133,17 @@ struct master {
 	struct master_rc *rc;
 	uint64_t rc_epoch;
 	uint64_t rc_write_errors;
+
+	/* Node sessions, the dispatcher and node lifecycle (nodes.c): run
+	 * only while this master leads. Flags: --cluster-cidr (IPv4, host
+	 * order), --node-cidr-size, --node-grace, --pod-eviction-timeout. */
+	struct master_nodes *nodes;
+	uint64_t nodes_epoch;
+	uint32_t cluster_cidr_addr;
+	unsigned cluster_cidr_prefix;
+	unsigned node_cidr_size;
+	int64_t node_grace_ms;
+	int64_t pod_eviction_ms;
 };
 
 /* api.c */
@@ -177,6 +194,67 @@ void master__rc_stop(struct master *m);
  * invalid pod), AEP_ENOMEM. */
 int master__template_pod(const msgpack_object *rc, const char *ns, const char *name,
 			 struct aep_object **out, struct aep_error *e);
+/* api.c: for method handlers in other files of master/. The request is
+ * answered (and freed) exactly once by one of these. */
+void master__req_reply(struct req *r, const char *data, size_t len);
+void master__req_error(struct req *r, int code, const char *msg);
+/* An error with a pre-encoded details map (e.g. {leader: ADDR}). */
+void master__req_error_details(struct req *r, int code, const char *msg, const char *details,
+			       size_t len);
+/* Relay @r to the leader (parks it while no leader is known). */
+void master__req_forward(struct req *r, const msgpack_object *params);
+struct aep_rpc_conn *master__req_conn(const struct req *r);
+struct master *master__req_master(const struct req *r);
+bool master__is_leader(struct master *m);
+
+/* nodes.c: node sessions (docs/NODES.md), the dispatcher that pushes
+ * desired state to node agents, the node lifecycle and the logs/exec
+ * relays. Leader only (start: 0 or AEP_ENOMEM; stop: NULL-safe,
+ * idempotent; stop closes every node session so that agents find the new
+ * leader). */
+int master__nodes_start(struct master *m);
+void master__nodes_stop(struct master *m);
+/* The method handlers: node.register, node.heartbeat, pod.status, logs,
+ * exec. Each answers @r exactly once. */
+void master__node_register(struct req *r, const msgpack_object *params);
+void master__node_heartbeat(struct req *r, const msgpack_object *params);
+void master__pod_status(struct req *r, const msgpack_object *params);
+void master__logs(struct req *r, const msgpack_object *params);
+void master__exec(struct req *r, const msgpack_object *params);
+/* A notification on a server connection (log streams from node agents). */
+void master__nodes_notify(struct master *m, struct aep_rpc_conn *c, const char *method,
+			  size_t method_len, const msgpack_object *params);
+/* A server connection closed: ends its node session and the log streams
+ * it asked for or carried. */
+void master__nodes_conn_closed(struct master *m, struct aep_rpc_conn *c);
+/* --cluster-cidr and --node-cidr-size into @m. Returns 0 or AEP_EINVALID. */
+int master__nodes_parse_cidr(struct master *m, const char *cidr, const char *size,
+			     struct aep_error *e);
+/* A duration flag ("40s", "5m", "1h", "500ms"; plain numbers are
+ * seconds) in milliseconds, in [1 ms, 30 days]. Returns 0 or
+ * AEP_EINVALID naming @flag. */
+int master__parse_duration(const char *s, const char *flag, int64_t *ms, struct aep_error *e);
+
+/* join.c: join {token, name, csr} (docs/NODES.md): the one method open to
+ * callers without a certificate. A follower forwards it; the leader checks
+ * the bootstrap token (Unauthorized), the name and the certificate request
+ * (Invalid) and answers {certificate, ca} signed with PKI/ca.key
+ * (Unavailable without one). Answers @r exactly once. */
+void master__join(struct req *r, const msgpack_object *params);
+
+/* authz.c: what node agents (CN system:node:NAME) may call. */
+/* True, with the node's name in @name, when @c's certificate is a node
+ * agent's with a valid node name; false for every other caller. Node
+ * method handlers use it to check that a node speaks only for itself. */
+bool master__node_identity(const struct aep_rpc_conn *c, char name[AEP_NAME_MAX + 1]);
+/* Decide request @msgid (@which, @params) from @c before dispatch. Returns
+ * true when it may go on; otherwise the request has been answered
+ * (Forbidden with a Kubernetes-style message, NotFound, BadRequest, or
+ * NotLeader with details.leader: a node's object calls are decided and
+ * served by the leader). Every caller that is not a node passes. */
+bool master__authorize(struct master *m, struct aep_rpc_conn *c, uint64_t msgid,
+		       enum master_method which, const msgpack_object *params);
+
 /* Read and check --scheduler-policy FILE (YAML or JSON); kept for every
  * later leadership term. */
 int master__sched_load_policy(struct master *m, const char *path, struct aep_error *e);

@@ -25,6 +25,8 @@ static void usage(FILE *f)
 	    "                  [--advertise ADDR] [--http ADDR]\n"
 	    "                  [--snapshot-threshold N] [--snapshot-trailing N]\n"
 	    "                  [--max-inflight N] [--scheduler-policy FILE]\n"
+	    "                  [--cluster-cidr CIDR] [--node-cidr-size N]\n"
+	    "                  [--node-grace DURATION] [--pod-eviction-timeout DURATION]\n"
 	    "\n"
 	    "  --name               this master's name, one of --initial-cluster\n"
 	    "  --dir                data directory (Raft log and snapshots)\n"
@@ -39,7 +41,14 @@ static void usage(FILE *f)
 	    "  --max-inflight       Raft entries in flight at once (group commit; default 4)\n"
 	    "  --scheduler-policy   predicates and priorities (YAML or JSON, OpenShift's\n"
 	    "                       scheduler.json shape) instead of the default: region\n"
-	    "                       affinity and zone anti-affinity on the basic predicates\n");
+	    "                       affinity and zone anti-affinity on the basic predicates\n"
+	    "  --cluster-cidr       pod addresses; each node gets a subnet of it\n"
+	    "                       (default 10.128.0.0/14)\n"
+	    "  --node-cidr-size     prefix length of a node's pod subnet (default 24)\n"
+	    "  --node-grace         a node without a session and heartbeats this long\n"
+	    "                       becomes Ready=False (default 40s)\n"
+	    "  --pod-eviction-timeout\n"
+	    "                       then, after this long, its pods are deleted (default 5m)\n");
 }
 
 /* "m1=127.0.0.1:7101,m2=..." into peers (pointing into @spec, modified). */
@@ -138,6 +147,7 @@ static void stop(struct master *m)
 	master__retry_parked(m); /* answers them: shutting down */
 	master__sched_stop(m);
 	master__rc_stop(m);
+	master__nodes_stop(m);
 	uv_timer_stop(&m->tick);
 	master__http_stop(m);
 	aep_rpc_server_close(m->rpc, rpc_closed, m);
@@ -177,6 +187,10 @@ int aep_master_main(int argc, char **argv)
 	    {"snapshot-trailing", required_argument, NULL, 'R'},
 	    {"max-inflight", required_argument, NULL, 'I'},
 	    {"scheduler-policy", required_argument, NULL, 'S'},
+	    {"cluster-cidr", required_argument, NULL, 'C'},
+	    {"node-cidr-size", required_argument, NULL, 'Z'},
+	    {"node-grace", required_argument, NULL, 'G'},
+	    {"pod-eviction-timeout", required_argument, NULL, 'E'},
 	    {"help", no_argument, NULL, '?'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -185,6 +199,8 @@ int aep_master_main(int argc, char **argv)
 	m.rand_off = sizeof(m.rand_pool);
 	char *cluster = NULL;
 	const char *policy = NULL;
+	const char *cluster_cidr = "10.128.0.0/14", *node_cidr_size = "24";
+	const char *node_grace = "40s", *pod_eviction = "5m";
 	char pki_default[PATH_MAX];
 	int c;
 	optind = 1;
@@ -202,6 +218,10 @@ int aep_master_main(int argc, char **argv)
 		case 'R': m.snapshot_trailing = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'I': m.max_inflight = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'S': policy = optarg; break;
+		case 'C': cluster_cidr = optarg; break;
+		case 'Z': node_cidr_size = optarg; break;
+		case 'G': node_grace = optarg; break;
+		case 'E': pod_eviction = optarg; break;
 		default: usage(stderr); return 2;
 		}
 	}
@@ -219,6 +239,13 @@ int aep_master_main(int argc, char **argv)
 
 	struct aep_error e = {0};
 	int rv;
+	if (master__nodes_parse_cidr(&m, cluster_cidr, node_cidr_size, &e) != 0 ||
+	    master__parse_duration(node_grace, "--node-grace", &m.node_grace_ms, &e) != 0 ||
+	    master__parse_duration(pod_eviction, "--pod-eviction-timeout", &m.pod_eviction_ms,
+				   &e) != 0) {
+		fprintf(stderr, "aep master: %s\n", e.msg);
+		return 2;
+	}
 	char *cluster_copy = aep_strdup(cluster);
 	if (cluster_copy == NULL || parse_cluster(cluster_copy, &m.peers, &m.npeers, &e) != 0) {
 		fprintf(stderr, "aep master: %s\n", e.msg[0] ? e.msg : "out of memory");

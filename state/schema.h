@@ -356,6 +356,13 @@ struct state__schema {
 	X(component, STR, OPT, none, none) \
 	X(host, STR, OPT, none, none)
 
+/* Secret: no spec; type and data at the top. data maps keys to plain
+ * strings (bootstrap tokens, docs/NODES.md). */
+#define STATE__SCHEMA_TOP_SECRET(X)   \
+	STATE__TOP_COMMON(X)          \
+	X(type, STR, OPT, none, none) \
+	X(data, ANNOT, OPT, none, none)
+
 /* S(id, field list): every shape, each becoming state__schema_<id>. */
 #define STATE__SCHEMAS(S)                                   \
 	S(meta, STATE__SCHEMA_META)                         \
@@ -406,7 +413,8 @@ struct state__schema {
 	S(object_ref, STATE__SCHEMA_OBJECT_REF)             \
 	S(ep_port, STATE__SCHEMA_EP_PORT)                   \
 	S(top_event, STATE__SCHEMA_TOP_EVENT)               \
-	S(event_source, STATE__SCHEMA_EVENT_SOURCE)
+	S(event_source, STATE__SCHEMA_EVENT_SOURCE)         \
+	S(top_secret, STATE__SCHEMA_TOP_SECRET)
 
 /* A whole-object rule that one field's check cannot express. Returns 0 or
  * AEP_EINVALID with a message naming the path. @obj is already valid
@@ -422,7 +430,8 @@ typedef int (*state__kind_check_fn)(const msgpack_object *obj, struct aep_error 
 	K(RC, top_rc, subdomain, state__check_rc)    \
 	K(SERVICE, top_service, dns_label, NULL)     \
 	K(ENDPOINTS, top_endpoints, dns_label, NULL) \
-	K(EVENT, top_event, subdomain, NULL)
+	K(EVENT, top_event, subdomain, NULL)         \
+	K(SECRET, top_secret, subdomain, NULL)
 
 /* ---- generated in schema.c ---------------------------------------------- */
 

@@ -35,7 +35,8 @@
 	  true)                                                                                 \
 	X(SERVICE, "Service", "services", "service", "svc", true)                               \
 	X(ENDPOINTS, "Endpoints", "endpoints", "endpoints", "ep", true)                         \
-	X(EVENT, "Event", "events", "event", "ev", true)
+	X(EVENT, "Event", "events", "event", "ev", true)                                        \
+	X(SECRET, "Secret", "secrets", "secret", "secret", true)
 
 enum aep_kind {
 #define AEP__KIND_ENUM(e, k, p, singular, s, n) AEP_KIND_##e,

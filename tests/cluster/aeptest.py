@@ -127,7 +127,8 @@ def pod(name, labels=None, ns=None, image="busybox"):
 
 
 class Cluster:
-    def __init__(self, n=3, snapshot_threshold=None, snapshot_trailing=None, http=True):
+    def __init__(self, n=3, snapshot_threshold=None, snapshot_trailing=None, http=True,
+                 extra_args=None):
         self.n = n
         self.dir = tempfile.mkdtemp(prefix="aep-test-")
         self.base = free_port_block(n)
@@ -136,6 +137,7 @@ class Cluster:
         self.snapshot_threshold = snapshot_threshold
         self.snapshot_trailing = snapshot_trailing
         self.http = http
+        self.extra_args = list(extra_args or [])  # appended to every `aep master`
         masters = ",".join("%s=127.0.0.1:%d" % (nm, self.base + i)
                            for i, nm in enumerate(self.names))
         subprocess.run([AEP, "admin", "init", "--dir", self.dir, "--masters", masters],
@@ -177,6 +179,7 @@ class Cluster:
             args += ["--snapshot-threshold", str(self.snapshot_threshold)]
         if self.snapshot_trailing:
             args += ["--snapshot-trailing", str(self.snapshot_trailing)]
+        args += self.extra_args
         log = open(os.path.join(self.dir, name + ".log"), "ab")
         self.procs[name] = subprocess.Popen(args, stdout=log, stderr=log)
         log.close()

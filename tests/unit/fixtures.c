@@ -392,6 +392,11 @@ const char *const fx_all_kinds[] = {
     "'message':'assigned prod/web-1 to node-1','type':'Normal','count':2,"
     "'firstTimestamp':'2026-11-24T23:28:38Z','lastTimestamp':'2026-11-24T23:28:39.5Z',"
     "'source':{'component':'scheduler','host':'master-1'}}",
+
+    "{'kind':'Secret','metadata':{'name':'bootstrap-token-abc123','namespace':'kube-system'},"
+    "'type':'aep.io/bootstrap-token','data':{'token-id':'abc123',"
+    "'token-secret':'0123456789abcdef','expiration':'2026-11-25T23:28:38Z',"
+    "'usage-join':'true','description':'rack 4'}}",
 };
 
 const size_t fx_all_kinds_n = sizeof(fx_all_kinds) / sizeof(fx_all_kinds[0]);
