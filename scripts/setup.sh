@@ -10,6 +10,7 @@ PKGS=(
 	libyaml-dev libjansson-dev libmicrohttpd-dev libcmocka-dev libbsd-dev uthash-dev
 	python3 python3-msgpack python3-yaml
 	iproute2 procps psmisc curl
+	crun runc busybox-static libarchive-dev util-linux
 )
 
 missing=()
