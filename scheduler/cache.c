@@ -155,6 +155,12 @@ static uint64_t pod_hash(const char *ns, const char *name)
 	return sched__hash_str(name, sched__hash_str(ns, 1));
 }
 
+struct sched__pod *sched__pod_find(const struct aep_sched *s, const char *ns, const char *name)
+{
+	struct pod_key key = {ns, name};
+	return sched__map_get(&s->pods, pod_hash(ns, name), pod_eq, &key);
+}
+
 static bool node_eq(const void *v, const void *key)
 {
 	return strcmp(((const struct sched__node *)v)->name, key) == 0;

@@ -303,4 +303,7 @@ void sched__class_put(struct aep_sched *s, struct sched__class *c); /* drop a qu
 int sched__class_get(struct aep_sched *s, struct sched__pod *p, struct sched__class **out);
 void sched__free_classes(struct aep_sched *s);
 
+/* The cached pod @ns/@name, or NULL. */
+struct sched__pod *sched__pod_find(const struct aep_sched *s, const char *ns, const char *name);
+
 #endif /* AEP_SCHED_INT_H */

@@ -902,21 +902,9 @@ int aep_sched_run(struct aep_sched *s, int64_t now_ns, size_t max, struct aep_sc
 	return rc != 0 && *nbind + *nfail == 0 ? rc : 0;
 }
 
-struct pod_key {
-	const char *ns, *name;
-};
-static bool pod_eq(const void *v, const void *key)
-{
-	const struct sched__pod *p = v;
-	const struct pod_key *k = key;
-	return strcmp(p->obj->meta.name, k->name) == 0 && strcmp(p->obj->meta.ns, k->ns) == 0;
-}
-
 void aep_sched_forget(struct aep_sched *s, const char *ns, const char *name, const char *uid)
 {
-	struct pod_key k = {ns, name};
-	uint64_t h = sched__hash_str(name, sched__hash_str(ns, 1));
-	struct sched__pod *p = sched__map_get(&s->pods, h, pod_eq, &k);
+	struct sched__pod *p = sched__pod_find(s, ns, name);
 	if (p == NULL || strcmp(p->obj->meta.uid, uid) != 0)
 		return;
 	if (p->assumed) {
