@@ -97,10 +97,13 @@ int bench_cluster_start(struct bench_cluster *c, unsigned n, unsigned base, cons
 				close(fd);
 			}
 			const char *inflight = getenv("AEP_BENCH_MAX_INFLIGHT");
+			/* The benchmarks register Nodes without agents: keep the
+			 * node lifecycle from declaring them lost mid-run. */
 			execl(c->aep, c->aep, "master", "--name", names[i], "--dir", dir,
 			      "--listen", listen, "--peer", peer, "--initial-cluster", cluster,
 			      "--pki", pki, "--max-inflight", inflight ? inflight : "0", "--http",
-			      http, (char *)NULL);
+			      http, "--node-grace", "24h", "--pod-eviction-timeout", "24h",
+			      (char *)NULL);
 			_exit(127);
 		}
 		c->pids[i] = pid;
