@@ -173,7 +173,7 @@ int node__net_setup(const struct node__net *n, const char *uid, const char *netn
 		    const char *netfile, char ip[16], char veth[16], struct aep_error *e)
 {
 	char line[64], batch[NODE__PATH_MAX], buf[1024], cidr[32];
-	uint32_t a;
+	uint32_t a = 0;
 	int fd;
 
 	/* A retry after a failure or a crash: start from nothing. */
