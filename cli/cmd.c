@@ -55,6 +55,7 @@ static const char usage_text[] =
     "                             the bootstrap tokens (never their secrets)\n"
     "  admin token delete ID...   revoke bootstrap tokens\n"
     "  master ...                 run a master peer\n"
+    "  node ...                   run a node agent (aep node --help)\n"
     "  up ...                     run a local cluster\n"
     "\n"
     "Global flags:\n"

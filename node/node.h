@@ -250,4 +250,10 @@ int aep_runtime_exec(struct aep_runtime *rt, const char *uid, const char *contai
 typedef void (*aep_close_cb)(struct aep_runtime *rt, void *data);
 void aep_runtime_close(struct aep_runtime *rt, aep_close_cb cb, void *data);
 
+/* ---- the agent (node/agent.c) -------------------------------------------- */
+
+/* `aep node ...` (argv[0] is "node"): the node agent (docs/NODES.md), or
+ * `aep node image load|build-busybox ...`. Returns the exit code. */
+int aep_node_main(int argc, char **argv);
+
 #endif /* AEP_NODE_H */

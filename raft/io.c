@@ -1,14 +1,15 @@
-/* Workarounds for four bugs of libraft 0.15.0, at the raft_io boundary.
+/* Workarounds for five bugs of libraft 0.15.0, at the raft_io boundary.
  *
  * libraft talks to the disk and the network only through struct raft_io.
  * aep_raft_start() lets raft_uv_init() fill one, then raft__io_wrap()
- * replaces its start, send and close methods with the wrappers below before
- * raft_init() sees it: every message libraft receives passes through
- * recv_wrapped() and every message it sends through send_wrapped(), where
- * the rules below fix what libraft gets wrong. The rules themselves
- * (raft__match_*) take plain structs, so the simulation in tests/sim/ can
- * apply them to libraft's fixture I/O too. The sim found all four bugs;
- * the reproducers run the sim without its own copy of the workarounds:
+ * replaces its start, send, close, append and snapshot_put methods with the
+ * wrappers below before raft_init() sees it: every message libraft
+ * receives passes through recv_wrapped() and every message it sends
+ * through send_wrapped(), where the rules below fix what libraft gets
+ * wrong. Rules 1-3 (raft__match_*) take plain structs, so the simulation in
+ * tests/sim/ can apply them to libraft's fixture I/O too. The sim found
+ * bugs 1-4, whose reproducers run the sim without its own copy of the
+ * workarounds; the fault test on real processes found bug 5:
  *
  * 1. Safety: stale tail counted as a match (docs/LIBRAFT.md, bug 4).
  *    A follower that accepts an AppendEntries replies with last_log_index =
@@ -59,6 +60,29 @@
  *    returned as before.
  *    Reproduce: tests/sim/aep-sim --raw-io --seed 46 --peers 5.
  *
+ * 5. Crash or stall after a failed disk write (bug 8).
+ *    libraft 0.15 mishandles an append that fails (ENOSPC): the leader
+ *    fires the callback of the first entry only, truncates its in-memory
+ *    log although the entries were already sent to the followers (which
+ *    may commit them), and leaves the requests of the other entries queued;
+ *    raft_uv, when it cannot prepare a new open segment, fails the pending
+ *    appends but has already counted their indexes. The master then
+ *    crashes (NULL dereference in libraft) or stays leader without ever
+ *    committing again.
+ *    Rule (the space guard): libraft must not see ENOSPC. The free space of
+ *    the data directory's file system is checked before every append,
+ *    snapshot and received entry; below a reserve (three open segments
+ *    plus two of the largest snapshot) appends and snapshots are refused at
+ *    once with RAFT_BUSY (libraft unwinds that cleanly: raft_apply fails,
+ *    nothing was sent; AEP answers Unavailable); received messages whose
+ *    handling writes to the disk (entries, a snapshot, a higher term or a
+ *    vote to persist, an election to start) are dropped as if lost, since
+ *    a failed set_term or set_vote stops libraft for good; and a leader
+ *    hands leadership to a follower. Once space is back (one segment above
+ *    the reserve) everything flows again and the follower catches up.
+ *    Reproduce: tests/faults/faults.py --masters 3 --kinds
+ *    disk-full,transfer-leader --duration 150 (see docs/LIBRAFT.md).
+ *
  * All rules only ever make a server claim less (a lower match index, a
  * lower commit index, fewer entries that are already in its snapshot) or
  * tell a candidate the truth about a higher term, so they cannot break a
@@ -66,7 +90,11 @@
 #include "raft/raft-int.h"
 
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "lib/lib.h"
 
@@ -203,6 +231,248 @@ static struct raft__io *wrapper_of(struct raft_io *io)
 	return (struct raft__io *)((char *)io - offsetof(struct raft__io, io));
 }
 
+/* ---- the disk space guard (rule 5) -------------------------------------- */
+
+bool raft__space_low(bool was_low, uint64_t free_bytes, uint64_t max_snapshot)
+{
+	uint64_t reserve = 3 * RAFT__IO_SEGMENT_BYTES + 2 * max_snapshot;
+
+	if (was_low)
+		reserve += RAFT__IO_SEGMENT_BYTES;
+	return free_bytes < reserve;
+}
+
+/* Re-check the free space; returns whether libraft is to be held back. */
+static bool space_check(struct raft__io *w)
+{
+	struct raft__space *sp = &w->space;
+	struct statvfs st;
+	bool low;
+
+	if (sp->dir[0] == '\0' || statvfs(sp->dir, &st) != 0)
+		return false;
+	sp->free_bytes = (uint64_t)st.f_bavail * st.f_frsize;
+	low = raft__space_low(sp->low, sp->free_bytes, sp->max_snapshot);
+	if (low != sp->low)
+		fprintf(stderr, "raft: %s: %llu MiB free: %s\n", sp->dir,
+			(unsigned long long)(sp->free_bytes >> 20),
+			low ? "low on disk space, refusing new entries"
+			    : "disk space back, accepting entries");
+	sp->low = low;
+	return low;
+}
+
+static void space_refuse(struct raft__io *w, const char *what)
+{
+	snprintf(w->io.errmsg, sizeof(w->io.errmsg),
+		 "%s refused: low on disk space (%llu MiB free in %.150s)", what,
+		 (unsigned long long)(w->space.free_bytes >> 20), w->space.dir);
+}
+
+static void space_transfer_cb(struct raft_transfer *req)
+{
+	struct raft__io *w = req->data;
+	w->space.transferring = false;
+}
+
+/* A leader low on space asks libraft to hand leadership to a follower. Runs
+ * from the tick, outside libraft's own stack. */
+static void space_maybe_transfer(struct raft__io *w)
+{
+	struct raft *r = w->raft;
+
+	if (!w->space.low || w->space.transferring || raft_state(r) != RAFT_LEADER ||
+	    r->transfer != NULL)
+		return;
+	memset(&w->space.transfer, 0, sizeof(w->space.transfer));
+	w->space.transfer.data = w;
+	if (raft_transfer(r, &w->space.transfer, 0, space_transfer_cb) == 0) {
+		w->space.transferring = true;
+		w->space.n_transfers++;
+	}
+}
+
+/* The term a received message carries. */
+static raft_term message_term(const struct raft_message *m)
+{
+	switch (m->type) {
+	case RAFT_IO_APPEND_ENTRIES: return m->append_entries.term;
+	case RAFT_IO_APPEND_ENTRIES_RESULT: return m->append_entries_result.term;
+	case RAFT_IO_REQUEST_VOTE: return m->request_vote.term;
+	case RAFT_IO_REQUEST_VOTE_RESULT: return m->request_vote_result.term;
+	case RAFT_IO_INSTALL_SNAPSHOT: return m->install_snapshot.term;
+	case RAFT_IO_TIMEOUT_NOW: return m->timeout_now.term;
+	default: return 0;
+	}
+}
+
+/* Whether libraft, handling @m, may write to the disk: entries or a
+ * snapshot to store, a higher term to persist (set_term), a vote to
+ * persist (set_vote), an election to start (TimeoutNow; or a pre-vote won,
+ * after which the real election persists its term). Such messages are
+ * dropped while space is low, as if lost; raft_uv's set_term and set_vote
+ * failing would stop libraft for good (RAFT_UNAVAILABLE). */
+static bool space_needs_disk(const struct raft *r, const struct raft_message *m)
+{
+	switch (m->type) {
+	case RAFT_IO_APPEND_ENTRIES:
+		if (m->append_entries.n_entries > 0)
+			return true;
+		break;
+	case RAFT_IO_INSTALL_SNAPSHOT:
+	case RAFT_IO_TIMEOUT_NOW:
+	case RAFT_IO_REQUEST_VOTE_RESULT: return true;
+	case RAFT_IO_REQUEST_VOTE:
+		if (!m->request_vote.pre_vote)
+			return true;
+		break;
+	default: break;
+	}
+	return message_term(m) > r->current_term;
+}
+
+/* Free what a received message owns when it is dropped instead of being
+ * handed to libraft (which would free the same). */
+static void message_drop(struct raft_message *m)
+{
+	if (m->type == RAFT_IO_APPEND_ENTRIES) {
+		struct raft_append_entries *ae = &m->append_entries;
+		void *freed = NULL;
+
+		for (unsigned i = 0; i < ae->n_entries; i++) {
+			void *b = ae->entries[i].batch;
+			if (b != NULL && b != freed) {
+				raft_free(b);
+				freed = b;
+			}
+		}
+		raft_free(ae->entries);
+		ae->entries = NULL;
+		ae->n_entries = 0;
+	} else if (m->type == RAFT_IO_INSTALL_SNAPSHOT) {
+		raft_configuration_close(&m->install_snapshot.conf);
+		raft_free(m->install_snapshot.data.base);
+	}
+}
+
+/* An append handed to raft_uv: libraft's request and callback. */
+struct space_append {
+	struct raft_io_append req; /* what raft_uv gets */
+	struct raft_io_append *orig;
+	raft_io_append_cb cb;
+	struct raft__io *w;
+};
+
+static void append_done(struct raft_io_append *req, int status)
+{
+	struct space_append *a = req->data;
+	struct raft_io_append *orig = a->orig;
+	raft_io_append_cb cb = a->cb;
+
+	if (status != 0) {
+		/* The disk filled between the check and the write (or the
+		 * guard is off): libraft mishandles this, so say it happened. */
+		a->w->space.n_failed_appends++;
+		fprintf(stderr, "raft: %s: append failed (libraft code %d)%s\n",
+			a->w->space.dir[0] ? a->w->space.dir : "data directory", status,
+			a->w->space.dir[0] ? " despite the disk space guard" : "");
+	}
+	aep_free(a);
+	orig->cb = cb;
+	cb(orig, status);
+}
+
+static int append_wrapped(struct raft_io *io, struct raft_io_append *req,
+			  const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
+{
+	struct raft__io *w = wrapper_of(io);
+	struct space_append *a;
+	int rv;
+
+	/* Only a leader's appends come from raft_apply() and raft_barrier(),
+	 * which unwind a refusal cleanly; libraft stops for good when a
+	 * follower's append fails at once. A follower low on space gets no
+	 * entries (recv_wrapped drops them); one that arrives anyway (a message
+	 * received before the disk filled) goes to raft_uv, whose open
+	 * segments are preallocated. */
+	if (space_check(w)) {
+		if (raft_state(w->raft) == RAFT_LEADER) {
+			w->space.n_refused_appends++;
+			space_refuse(w, "append");
+			return RAFT_BUSY;
+		}
+		w->space.n_low_appends++;
+	}
+	a = aep_malloc(sizeof(*a));
+	if (a == NULL)
+		return w->orig_append(io, req, entries, n, cb); /* only unobserved */
+	a->req.data = a;
+	a->orig = req;
+	a->cb = cb;
+	a->w = w;
+	rv = w->orig_append(io, &a->req, entries, n, append_done);
+	if (rv != 0)
+		aep_free(a);
+	return rv;
+}
+
+static int snapshot_put_wrapped(struct raft_io *io, unsigned trailing,
+				struct raft_io_snapshot_put *req,
+				const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
+{
+	struct raft__io *w = wrapper_of(io);
+	uint64_t size = 0;
+
+	for (unsigned i = 0; i < snapshot->n_bufs; i++)
+		size += snapshot->bufs[i].len;
+	if (size > w->space.max_snapshot)
+		w->space.max_snapshot = size;
+	/* trailing is 0 when a follower installs a snapshot it received; that
+	 * failing at once stops libraft, and recv_wrapped drops such messages
+	 * while space is low. A snapshot of our own is just retried later. */
+	if (trailing > 0 && space_check(w)) {
+		w->space.n_refused_snapshots++;
+		space_refuse(w, "snapshot");
+		return RAFT_BUSY;
+	}
+	return w->orig_snapshot_put(io, trailing, req, snapshot, cb);
+}
+
+/* The first members of libraft 0.15's struct uv (src/uv.h), which
+ * raft_uv_init() stores in io->impl. Read only to learn the data
+ * directory, and only after checking that the back pointer is @io and that
+ * the string names a directory. */
+struct uv_head {
+	struct raft_io *io;
+	struct uv_loop_s *loop;
+	char dir[];
+};
+
+static void space_init(struct raft__io *w)
+{
+	const struct uv_head *uv = w->io.impl;
+	struct stat st;
+	size_t len;
+
+	memset(&w->space, 0, sizeof(w->space));
+	if (getenv("AEP_RAFT_SPACE_GUARD") != NULL &&
+	    strcmp(getenv("AEP_RAFT_SPACE_GUARD"), "off") == 0) {
+		/* the reproducer of docs/LIBRAFT.md, bug 8 */
+		fprintf(stderr, "raft: AEP_RAFT_SPACE_GUARD=off: disk space guard off\n");
+		return;
+	}
+	if (uv == NULL || uv->io != &w->io)
+		goto off;
+	len = strnlen(uv->dir, sizeof(w->space.dir));
+	if (len == 0 || len == sizeof(w->space.dir) || stat(uv->dir, &st) != 0 ||
+	    !S_ISDIR(st.st_mode))
+		goto off;
+	memcpy(w->space.dir, uv->dir, len + 1);
+	return;
+off:
+	fprintf(stderr, "raft: cannot find raft_uv's data directory: disk space guard off\n");
+}
+
 /* Complete the sends that failed at once, in order, with their error. */
 static void flush_deferred(struct raft__io *w)
 {
@@ -217,6 +487,11 @@ static void flush_deferred(struct raft__io *w)
 static void recv_wrapped(struct raft_io *io, struct raft_message *m)
 {
 	struct raft__io *w = wrapper_of(io);
+	if (space_needs_disk(w->raft, m) && space_check(w)) {
+		w->space.n_dropped++;
+		message_drop(m);
+		return;
+	}
 	raft__match_recv_begin(&w->match, w->raft, m);
 	w->recv_cb(io, m);
 	raft__match_recv_end(&w->match, w->raft);
@@ -226,6 +501,13 @@ static void tick_wrapped(struct raft_io *io)
 {
 	struct raft__io *w = wrapper_of(io);
 	flush_deferred(w);
+	space_check(w);
+	space_maybe_transfer(w);
+	if (raft_state(w->raft) == RAFT_UNAVAILABLE && !w->space.unavailable) {
+		/* libraft stops for good after some I/O errors; say so. */
+		w->space.unavailable = true;
+		fprintf(stderr, "raft: libraft stopped (unavailable): %s\n", raft_errmsg(w->raft));
+	}
 	w->tick_cb(io);
 }
 
@@ -269,7 +551,12 @@ void raft__io_wrap(struct raft__io *w, struct raft *raft)
 	w->orig_start = w->io.start;
 	w->orig_send = w->io.send;
 	w->orig_close = w->io.close;
+	w->orig_append = w->io.append;
+	w->orig_snapshot_put = w->io.snapshot_put;
 	w->io.start = start_wrapped;
 	w->io.send = send_wrapped;
 	w->io.close = close_wrapped;
+	w->io.append = append_wrapped;
+	w->io.snapshot_put = snapshot_put_wrapped;
+	space_init(w);
 }

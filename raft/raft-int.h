@@ -3,6 +3,7 @@
 #define AEP_RAFT_INT_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <raft.h>
 #include <raft/uv.h>
@@ -70,6 +71,28 @@ bool raft__match_send(struct raft__match *t, const struct raft *r, struct raft_m
 
 #define RAFT__IO_DEFERRED_MAX 16
 
+/* ---- io.c: the disk space guard (docs/LIBRAFT.md, bug 8) ----
+ *
+ * libraft 0.15 mishandles a failed disk write (ENOSPC): a leader truncates
+ * entries it has already sent, raft_uv miscounts its next index, and the
+ * server crashes or stops committing for good. So libraft must never see
+ * one: while the file system of the data directory has less free space
+ * than the reserve below, the wrapped raft_io refuses new appends and
+ * snapshots at once (RAFT_BUSY, which libraft unwinds cleanly and AEP
+ * answers as Unavailable), drops received messages whose handling writes
+ * to the disk (entries, snapshots, a higher term or a vote to persist, an
+ * election to start: the senders retry, as after a lost packet), and a
+ * leader hands leadership to a follower. */
+
+#define RAFT__IO_SEGMENT_BYTES ((uint64_t)8 << 20) /* raft_uv's open segment size */
+#define RAFT__IO_DIR_MAX       1024
+
+/* Whether the guard holds libraft back, given the free bytes of the data
+ * directory's file system, the largest snapshot written so far and whether
+ * it held it back until now: low below three segments plus two snapshots,
+ * back to normal once one more segment is free (hysteresis). */
+bool raft__space_low(bool was_low, uint64_t free_bytes, uint64_t max_snapshot);
+
 /* The raft_io that libraft is given: raft_uv's, with send, start and close
  * wrapped to apply the rules above and to report a send that fails at once
  * through its callback instead. Lives inside struct aep_raft. */
@@ -81,6 +104,10 @@ struct raft__io {
 	int (*orig_send)(struct raft_io *, struct raft_io_send *, const struct raft_message *,
 			 raft_io_send_cb);
 	void (*orig_close)(struct raft_io *, raft_io_close_cb);
+	int (*orig_append)(struct raft_io *, struct raft_io_append *, const struct raft_entry[],
+			   unsigned, raft_io_append_cb);
+	int (*orig_snapshot_put)(struct raft_io *, unsigned, struct raft_io_snapshot_put *,
+				 const struct raft_snapshot *, raft_io_snapshot_put_cb);
 	raft_io_tick_cb tick_cb; /* libraft's */
 	raft_io_recv_cb recv_cb; /* libraft's */
 	/* sends that failed at once, completed from the next tick or close */
@@ -90,10 +117,25 @@ struct raft__io {
 		int status;
 	} deferred[RAFT__IO_DEFERRED_MAX];
 	unsigned ndeferred;
+	/* the disk space guard */
+	struct raft__space {
+		char dir[RAFT__IO_DIR_MAX]; /* raft_uv's data directory; "" turns it off */
+		bool low;
+		uint64_t free_bytes;   /* at the last check */
+		uint64_t max_snapshot; /* bytes of the largest snapshot put */
+		struct raft_transfer transfer;
+		bool transferring;
+		bool unavailable; /* libraft stopped; reported once */
+		/* how often it acted (statistics) */
+		unsigned n_refused_appends, n_refused_snapshots, n_dropped, n_transfers;
+		unsigned n_low_appends;	   /* a follower's, passed on while low */
+		unsigned n_failed_appends; /* failures libraft saw anyway (a race) */
+	} space;
 };
 
 /* Wrap @w->io, which raft_uv_init() filled, for @raft; call before
- * raft_init(). */
+ * raft_init(). Learns the data directory from raft_uv for the space guard
+ * (off, with a note on stderr, if it cannot). */
 void raft__io_wrap(struct raft__io *w, struct raft *raft);
 
 /* ---- frame.c: what AEP puts inside libraft's entries and snapshots ----

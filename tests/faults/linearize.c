@@ -20,8 +20,26 @@
  *    only if the register held OLD (a cas without effect is the same as
  *    one that never happened, so only effective ones are searched).
  *
+ * ID is an unsigned integer that names the operation in reports.
+ *
  * The history is split by key (linearizability is compositional) and each
- * key is searched on its own. Output: one line per key, then
+ * key is searched on its own. Long fault runs keep each key's history short
+ * (the harness retires a key after a number of operations), so the cost is
+ * linear in the number of keys; memory is the history (about 64 bytes an
+ * operation) plus one key's search, whose memoisation is bounded by
+ * --max-states and by 1 GiB.
+ *
+ * Unknown outcomes observed later. When every write puts a value that no
+ * other operation of the key writes (the harness makes values unique) and
+ * that is not the key's init value, an unknown write or cas whose value an
+ * ok read or ok cas later saw certainly happened, before the end of the
+ * earliest such observer: it is searched as an ok operation completing
+ * then ("resolved"), which prunes the search without changing its answer;
+ * an observer that completed before the write began makes the key
+ * non-linearizable at once.
+ *
+ * Output: one line per key (with --quiet only keys that are not
+ * linearizable or over the limits), a line with the totals, then
  * `linearizable=yes` or `linearizable=no`; for a key that is not, the
  * operation that no order could place and the register values it could
  * have followed. Exit status 0 yes, 1 no, 2 bad input or a search over
@@ -35,33 +53,39 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LIN_KEY_MAX  128
-#define LIN_LINE_MAX 512
-#define LIN_OPS_MAX  (1u << 24)
+#define LIN_KEY_MAX	128
+#define LIN_LINE_MAX	512
+#define LIN_OPS_MAX	(1u << 26)
+#define LIN_KEYS_MAX	(1u << 22)
+#define LIN_CACHE_BYTES ((size_t)1 << 30)
 
 enum lin_type { LIN_READ, LIN_WRITE, LIN_CAS };
 enum lin_status { LIN_OK, LIN_FAIL, LIN_UNKNOWN };
 
 struct lin_op {
-	char key[LIN_KEY_MAX];
-	char id[LIN_KEY_MAX];
-	enum lin_type type;
-	enum lin_status status;
+	uint64_t id;
 	uint64_t a, b;
 	int64_t invoke, complete;
 	size_t line;
+	uint32_t key;	/* index into history.keys */
+	uint8_t type;	/* enum lin_type */
+	uint8_t status; /* enum lin_status */
+	bool resolved;	/* an unknown outcome that a later op observed */
 };
 
-struct lin_init {
-	char key[LIN_KEY_MAX];
-	uint64_t value;
+/* One register: its name and init value. */
+struct lin_key {
+	char *name;
+	uint64_t init;
 };
 
 struct history {
 	struct lin_op *ops;
 	size_t n, cap;
-	struct lin_init *inits;
-	size_t ninit, capinit;
+	struct lin_key *keys;
+	size_t nkeys, capkeys;
+	uint32_t *index; /* open addressing: key index + 1, 0 empty */
+	size_t nindex;
 };
 
 /* One call or return in the time-ordered list the search walks. */
@@ -80,7 +104,7 @@ struct cache_slot {
 };
 
 struct search {
-	const struct lin_op **ops;
+	struct lin_op **ops;
 	size_t n;
 	size_t words;
 	struct entry *e; /* e[0] is the list head sentinel */
@@ -147,23 +171,79 @@ static int history_push(struct history *h, const struct lin_op *op)
 	return 0;
 }
 
-static int history_init(struct history *h, const char *key, uint64_t value)
+static uint64_t name_hash(const char *s)
 {
-	if (h->ninit == h->capinit) {
-		size_t cap = h->capinit ? h->capinit * 2 : 16;
-		struct lin_init *in;
+	uint64_t h = 1469598103934665603ull;
 
-		if (cap > LIN_OPS_MAX)
-			return -1;
-		in = aep_realloc(h->inits, cap * sizeof(*in));
-		if (in == NULL)
-			return -1;
-		h->inits = in;
-		h->capinit = cap;
+	for (; *s != '\0'; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ull;
 	}
-	snprintf(h->inits[h->ninit].key, LIN_KEY_MAX, "%s", key);
-	h->inits[h->ninit++].value = value;
+	return h;
+}
+
+static int index_grow(struct history *h)
+{
+	size_t n = h->nindex ? h->nindex * 2 : 1024;
+	uint32_t *index = aep_calloc(n, sizeof(*index));
+	size_t i;
+
+	if (index == NULL)
+		return -1;
+	for (i = 0; i < h->nkeys; i++) {
+		size_t j;
+
+		for (j = name_hash(h->keys[i].name) & (n - 1); index[j] != 0; j = (j + 1) & (n - 1))
+			;
+		index[j] = (uint32_t)i + 1;
+	}
+	aep_free(h->index);
+	h->index = index;
+	h->nindex = n;
 	return 0;
+}
+
+/* The index of key @name, added (init value 0) if new; -1 when out of
+ * memory or over LIN_KEYS_MAX keys. */
+static int64_t history_key(struct history *h, const char *name)
+{
+	size_t j;
+
+	if ((h->nkeys + 1) * 2 > h->nindex && index_grow(h) != 0)
+		return -1;
+	for (j = name_hash(name) & (h->nindex - 1); h->index[j] != 0;
+	     j = (j + 1) & (h->nindex - 1)) {
+		if (strcmp(h->keys[h->index[j] - 1].name, name) == 0)
+			return h->index[j] - 1;
+	}
+	if (h->nkeys == LIN_KEYS_MAX)
+		return -1;
+	if (h->nkeys == h->capkeys) {
+		size_t cap = h->capkeys ? h->capkeys * 2 : 64;
+		struct lin_key *keys = aep_realloc(h->keys, cap * sizeof(*keys));
+
+		if (keys == NULL)
+			return -1;
+		h->keys = keys;
+		h->capkeys = cap;
+	}
+	h->keys[h->nkeys].name = aep_strdup(name);
+	if (h->keys[h->nkeys].name == NULL)
+		return -1;
+	h->keys[h->nkeys].init = 0;
+	h->index[j] = (uint32_t)h->nkeys + 1;
+	return (int64_t)h->nkeys++;
+}
+
+static void history_free(struct history *h)
+{
+	size_t i;
+
+	for (i = 0; i < h->nkeys; i++)
+		aep_free(h->keys[i].name);
+	aep_free(h->keys);
+	aep_free(h->index);
+	aep_free(h->ops);
 }
 
 /* Reads the whole history; on a malformed line prints it and returns -1. */
@@ -178,6 +258,7 @@ static int history_read(struct history *h, FILE *in)
 		char *save = NULL;
 		char *tok;
 		struct lin_op op;
+		int64_t key;
 
 		lineno++;
 		if (strchr(line, '\n') == NULL && !feof(in)) {
@@ -199,15 +280,17 @@ static int history_read(struct history *h, FILE *in)
 		if (strcmp(f[0], "init") == 0 && nf == 3) {
 			uint64_t v;
 
-			if (parse_u64(f[2], &v) != 0 || history_init(h, f[1], v) != 0)
+			if (parse_u64(f[2], &v) != 0)
 				goto bad;
+			key = history_key(h, f[1]);
+			if (key < 0)
+				goto nomem;
+			h->keys[key].init = v;
 			continue;
 		}
 		if (strcmp(f[0], "op") != 0 || nf != 9)
 			goto bad;
 		memset(&op, 0, sizeof(op));
-		snprintf(op.id, sizeof(op.id), "%s", f[1]);
-		snprintf(op.key, sizeof(op.key), "%s", f[2]);
 		if (strcmp(f[3], "read") == 0)
 			op.type = LIN_READ;
 		else if (strcmp(f[3], "write") == 0)
@@ -216,21 +299,30 @@ static int history_read(struct history *h, FILE *in)
 			op.type = LIN_CAS;
 		else
 			goto bad;
-		if (parse_u64(f[4], &op.a) != 0 || parse_u64(f[5], &op.b) != 0 ||
-		    parse_i64(f[6], &op.invoke) != 0 || parse_status(f[8], &op.status) != 0)
-			goto bad;
+		{
+			enum lin_status st;
+
+			if (strcmp(f[1], "-") == 0 || parse_u64(f[1], &op.id) != 0 ||
+			    parse_u64(f[4], &op.a) != 0 || parse_u64(f[5], &op.b) != 0 ||
+			    parse_i64(f[6], &op.invoke) != 0 || parse_status(f[8], &st) != 0)
+				goto bad;
+			op.status = (uint8_t)st;
+		}
 		if (op.status == LIN_UNKNOWN)
 			op.complete = INT64_MAX;
 		else if (parse_i64(f[7], &op.complete) != 0 || op.complete < op.invoke)
 			goto bad;
 		op.line = lineno;
-		if (history_push(h, &op) != 0) {
-			fprintf(stderr, "line %zu: out of memory or too many operations\n", lineno);
-			return -1;
-		}
+		key = history_key(h, f[2]);
+		if (key < 0 || history_push(h, &op) != 0)
+			goto nomem;
+		h->ops[h->n - 1].key = (uint32_t)key;
 		continue;
 	bad:
 		fprintf(stderr, "line %zu: malformed record\n", lineno);
+		return -1;
+	nomem:
+		fprintf(stderr, "line %zu: out of memory or too many operations or keys\n", lineno);
 		return -1;
 	}
 	return 0;
@@ -327,6 +419,99 @@ static void search_free(struct search *s)
 		aep_free(s->slots[i].bits);
 	aep_free(s->slots);
 	aep_free(s->e);
+}
+
+struct writer {
+	uint64_t value;
+	size_t op;
+};
+
+static int writer_cmp(const void *pa, const void *pb)
+{
+	const struct writer *a = pa, *b = pb;
+
+	if (a->value != b->value)
+		return a->value < b->value ? -1 : 1;
+	return a->op < b->op ? -1 : (a->op > b->op ? 1 : 0);
+}
+
+/* The only op of @w[0..@nw) that writes @value, or SIZE_MAX when none or
+ * several do. */
+static size_t sole_writer(const struct writer *w, size_t nw, uint64_t value)
+{
+	size_t lo = 0, hi = nw;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (w[mid].value < value)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == nw || w[lo].value != value || (lo + 1 < nw && w[lo + 1].value == value))
+		return SIZE_MAX;
+	return w[lo].op;
+}
+
+/* Resolves the unknown writes and cas of one key that a later ok read or ok
+ * cas observed (see the top of the file): they become ok operations that
+ * complete with their earliest observer. Returns the number resolved, or -1
+ * out of memory; when an observer completed before its write began, stores
+ * the two ops in *@bad_write and *@bad_obs and returns 0. */
+static int64_t resolve_unknowns(struct lin_op **ops, size_t n, uint64_t init, size_t *bad_write,
+				size_t *bad_obs)
+{
+	struct writer *w = aep_calloc(n + 1, sizeof(*w));
+	int64_t *bound = aep_calloc(n + 1, sizeof(*bound));
+	size_t *by = aep_calloc(n + 1, sizeof(*by));
+	size_t nw = 0, i;
+	int64_t resolved = -1;
+
+	*bad_write = *bad_obs = SIZE_MAX;
+	if (w == NULL || bound == NULL || by == NULL)
+		goto out;
+	for (i = 0; i < n; i++) {
+		bound[i] = INT64_MAX;
+		if (ops[i]->type == LIN_WRITE)
+			w[nw++] = (struct writer){ops[i]->a, i};
+		else if (ops[i]->type == LIN_CAS && ops[i]->status != LIN_FAIL)
+			w[nw++] = (struct writer){ops[i]->b, i};
+	}
+	qsort(w, nw, sizeof(*w), writer_cmp);
+	for (i = 0; i < n; i++) {
+		const struct lin_op *op = ops[i];
+		size_t k;
+
+		if (op->status != LIN_OK || (op->type != LIN_READ && op->type != LIN_CAS) ||
+		    op->a == init)
+			continue;
+		k = sole_writer(w, nw, op->a);
+		if (k == SIZE_MAX || ops[k]->status != LIN_UNKNOWN || op->complete >= bound[k])
+			continue;
+		bound[k] = op->complete;
+		by[k] = i;
+	}
+	resolved = 0;
+	for (i = 0; i < n; i++) {
+		if (bound[i] == INT64_MAX)
+			continue;
+		if (bound[i] < ops[i]->invoke) {
+			*bad_write = i;
+			*bad_obs = by[i];
+			resolved = 0;
+			goto out;
+		}
+		ops[i]->status = LIN_OK;
+		ops[i]->complete = bound[i];
+		ops[i]->resolved = true;
+		resolved++;
+	}
+out:
+	aep_free(w);
+	aep_free(bound);
+	aep_free(by);
+	return resolved;
 }
 
 static int entry_cmp(const void *pa, const void *pb)
@@ -510,25 +695,36 @@ static const char *status_name(enum lin_status st)
 static int key_cmp(const void *pa, const void *pb)
 {
 	const struct lin_op *const *a = pa, *const *b = pb;
-	int c = strcmp((*a)->key, (*b)->key);
 
-	if (c != 0)
-		return c;
-	return (*a)->line < (*b)->line ? -1 : 1;
+	if ((*a)->key != (*b)->key)
+		return (*a)->key < (*b)->key ? -1 : 1;
+	return (*a)->line < (*b)->line ? -1 : ((*a)->line > (*b)->line ? 1 : 0);
+}
+
+static void print_op(const char *what, const struct lin_op *op)
+{
+	printf("%sop %" PRIu64 " (line %zu: %s %" PRIu64 " %" PRIu64 " [%" PRId64 ", %" PRId64
+	       "] %s%s)",
+	       what, op->id, op->line, type_name((enum lin_type)op->type), op->a, op->b, op->invoke,
+	       op->complete, status_name((enum lin_status)op->status),
+	       op->resolved ? ", was unknown" : "");
 }
 
 int main(int argc, char **argv)
 {
 	struct history h = {0};
-	const struct lin_op **sorted = NULL;
+	struct lin_op **sorted = NULL;
 	FILE *in = stdin;
-	size_t max_states = 20000000, i, j;
-	bool all = true, over = false;
+	size_t max_states = 20000000, i, j, nkeys = 0, nresolved = 0, most_states = 0;
+	size_t longest = 0;
+	bool all = true, over = false, quiet = false;
 	int status = 2;
 
 	for (i = 1; i < (size_t)argc; i++) {
 		if (strcmp(argv[i], "--max-states") == 0 && i + 1 < (size_t)argc) {
 			max_states = strtoull(argv[++i], NULL, 10);
+		} else if (strcmp(argv[i], "--quiet") == 0) {
+			quiet = true;
 		} else if (argv[i][0] != '-' && in == stdin) {
 			in = fopen(argv[i], "r");
 			if (in == NULL) {
@@ -536,7 +732,8 @@ int main(int argc, char **argv)
 				return 2;
 			}
 		} else {
-			fprintf(stderr, "usage: aep-linearize [--max-states N] [HISTORY]\n");
+			fprintf(stderr,
+				"usage: aep-linearize [--quiet] [--max-states N] [HISTORY]\n");
 			return 2;
 		}
 	}
@@ -548,7 +745,7 @@ int main(int argc, char **argv)
 	if (sorted == NULL)
 		goto cleanup;
 	for (i = 0, j = 0; i < h.n; i++) {
-		const struct lin_op *op = &h.ops[i];
+		struct lin_op *op = &h.ops[i];
 
 		if (op->type == LIN_READ && op->status != LIN_OK)
 			continue;
@@ -558,28 +755,49 @@ int main(int argc, char **argv)
 	}
 	qsort(sorted, j, sizeof(*sorted), key_cmp);
 	for (i = 0; i < j;) {
-		struct search s = {.ops = sorted + i, .max_states = max_states};
-		uint64_t init = 0;
-		size_t k;
+		struct search s = {.ops = sorted + i};
+		const struct lin_key *key = &h.keys[sorted[i]->key];
+		size_t bad_write, bad_obs, per_state;
+		int64_t resolved;
 		int r;
 
-		while (i + s.n < j && strcmp(sorted[i + s.n]->key, sorted[i]->key) == 0)
+		while (i + s.n < j && sorted[i + s.n]->key == sorted[i]->key)
 			s.n++;
-		for (k = 0; k < h.ninit; k++)
-			if (strcmp(h.inits[k].key, sorted[i]->key) == 0)
-				init = h.inits[k].value;
-		r = check_key(&s, init);
-		printf("key=%s ops=%zu states=%zu linearizable=%s\n", sorted[i]->key, s.n, s.used,
-		       r == 1 ? "yes" : (r == 0 ? "no" : "unknown"));
-		if (r == 0 && s.best_op != SIZE_MAX) {
-			const struct lin_op *op = s.ops[s.best_op];
+		/* Memoisation holds one bit per op per state: keep it in bounds. */
+		per_state = ((s.n + 63) / 64) * sizeof(uint64_t) + 2 * sizeof(struct cache_slot);
+		s.max_states = LIN_CACHE_BYTES / per_state;
+		if (s.max_states > max_states)
+			s.max_states = max_states;
+		resolved = resolve_unknowns(s.ops, s.n, key->init, &bad_write, &bad_obs);
+		if (resolved < 0) {
+			r = -1;
+		} else if (bad_write != SIZE_MAX) {
+			r = 0;
+		} else {
+			nresolved += (size_t)resolved;
+			r = check_key(&s, key->init);
+		}
+		nkeys++;
+		if (s.used > most_states)
+			most_states = s.used;
+		if (s.n > longest)
+			longest = s.n;
+		if (!quiet || r != 1)
+			printf("key=%s ops=%zu resolved=%" PRId64 " states=%zu linearizable=%s\n",
+			       key->name, s.n, resolved, s.used,
+			       r == 1 ? "yes" : (r == 0 ? "no" : "unknown"));
+		if (r == 0 && bad_write != SIZE_MAX) {
+			print_op("  ", s.ops[bad_write]);
+			print_op(" was observed by ", s.ops[bad_obs]);
+			printf(", which completed before it began\n");
+		} else if (r == 0 && s.best_op != SIZE_MAX) {
+			char what[96];
 
-			printf("  after %zu operations placed, no order places op %s "
-			       "(line %zu: %s %" PRIu64 " %" PRIu64 " [%" PRId64 ", %" PRId64
-			       "] %s); register could hold:",
-			       s.best_done, op->id, op->line, type_name(op->type), op->a, op->b,
-			       op->invoke, op->complete, status_name(op->status));
-			for (k = 0; k < s.best_nstates; k++)
+			snprintf(what, sizeof(what),
+				 "  after %zu operations placed, no order places ", s.best_done);
+			print_op(what, s.ops[s.best_op]);
+			printf("; register could hold:");
+			for (size_t k = 0; k < s.best_nstates; k++)
 				printf(" %" PRIu64, s.best_states[k]);
 			printf("\n");
 		}
@@ -590,13 +808,14 @@ int main(int argc, char **argv)
 		search_free(&s);
 		i += s.n;
 	}
+	printf("keys=%zu ops=%zu searched=%zu resolved=%zu longest=%zu most-states=%zu\n", nkeys,
+	       h.n, j, nresolved, longest, most_states);
 	printf("linearizable=%s\n", !all ? "no" : (over ? "unknown" : "yes"));
 	status = !all ? 1 : (over ? 2 : 0);
 cleanup:
 	if (in != stdin)
 		fclose(in);
 	aep_free(sorted);
-	aep_free(h.ops);
-	aep_free(h.inits);
+	history_free(&h);
 	return status;
 }
