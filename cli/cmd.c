@@ -300,29 +300,15 @@ static void cli_close(struct cli *c)
 
 /* ---- flags ------------------------------------------------------------------- */
 
-/* "30s", "500ms", "2m", "1h" or plain seconds. */
+/* A --timeout: "30s", "500ms", "2m", "1h" or plain seconds; 0 means the
+ * default; at most a day. */
 static bool parse_duration(const char *s, unsigned *ms)
 {
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (end == s || errno != 0 || v < 0)
+	struct aep_error e = {0};
+	int64_t v;
+	if (aep_parse_duration(s, "--timeout", 0, 86400000, &v, &e) != 0)
 		return false;
-	double mult = 1000;
-	if (strcmp(end, "ms") == 0)
-		mult = 1;
-	else if (strcmp(end, "s") == 0 || *end == '\0')
-		mult = 1000;
-	else if (strcmp(end, "m") == 0)
-		mult = 60000;
-	else if (strcmp(end, "h") == 0)
-		mult = 3600000;
-	else
-		return false;
-	double t = v * mult;
-	if (t > 86400000.0)
-		t = 86400000.0;
-	*ms = t < 1 ? 1 : (unsigned)t;
+	*ms = (unsigned)v;
 	return true;
 }
 

@@ -31,39 +31,11 @@
  * expires) in seconds, at most TOKEN_TTL_MAX_S. */
 static bool parse_ttl(const char *s, int64_t *out)
 {
-	int64_t total = 0;
-	const char *p = s;
-	if (*p == '\0')
+	struct aep_error e = {0};
+	int64_t ms;
+	if (aep_parse_duration(s, "--ttl", 0, (int64_t)TOKEN_TTL_MAX_S * 1000, &ms, &e) != 0)
 		return false;
-	while (*p != '\0') {
-		if (*p < '0' || *p > '9')
-			return false;
-		int64_t n = 0;
-		while (*p >= '0' && *p <= '9') {
-			n = n * 10 + (*p++ - '0');
-			if (n > TOKEN_TTL_MAX_S)
-				return false;
-		}
-		int64_t unit;
-		switch (*p) {
-		case 's': unit = 1; break;
-		case 'm': unit = 60; break;
-		case 'h': unit = 3600; break;
-		case 'd': unit = 86400; break;
-		case '\0':
-			if (p == s || total != 0)
-				return false; /* a bare number only on its own */
-			unit = 1;
-			break;
-		default: return false;
-		}
-		if (*p != '\0')
-			p++;
-		if (n > (TOKEN_TTL_MAX_S - total) / unit)
-			return false;
-		total += n * unit;
-	}
-	*out = total;
+	*out = ms / 1000;
 	return true;
 }
 

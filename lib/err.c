@@ -84,3 +84,62 @@ bad:
 			  "%s: must be a whole number from %llu to %llu, not \"%s\"", name, min,
 			  max, s ? s : "");
 }
+
+int aep_parse_duration(const char *s, const char *name, int64_t min_ms, int64_t max_ms,
+		       int64_t *out_ms, struct aep_error *e)
+{
+	static const struct {
+		const char *unit;
+		int64_t ms;
+	} units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
+	const char *p = s;
+	double total = 0;
+	if (s == NULL || *s == '\0')
+		goto bad;
+	while (*p != '\0') {
+		double v = 0, scale = 1;
+		bool digits = false, point = false;
+		for (; (*p >= '0' && *p <= '9') || (*p == '.' && !point); p++) {
+			if (*p == '.') {
+				point = true;
+				continue;
+			}
+			digits = true;
+			if (point)
+				v += (*p - '0') * (scale /= 10);
+			else
+				v = v * 10 + (*p - '0');
+			if (v > 1e15)
+				goto bad;
+		}
+		if (!digits)
+			goto bad;
+		if (*p == '\0') {
+			if (p != s + strlen(s) || total != 0 || strpbrk(s, "smhd") != NULL)
+				goto bad;
+			total = v * 1000; /* a bare number, alone: seconds */
+			break;
+		}
+		size_t i, n = 0;
+		for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+			n = strlen(units[i].unit);
+			/* "m" must not take the "m" of "ms". */
+			if (strncmp(p, units[i].unit, n) == 0 &&
+			    !(n == 1 && p[0] == 'm' && p[1] == 's'))
+				break;
+		}
+		if (i == sizeof(units) / sizeof(units[0]))
+			goto bad;
+		total += v * (double)units[i].ms;
+		p += n;
+	}
+	if (total < (double)min_ms || total > (double)max_ms)
+		return aep_errorf(e, AEP_EINVALID, "%s \"%s\": must be from %lldms to %lldms", name,
+				  s, (long long)min_ms, (long long)max_ms);
+	*out_ms = (int64_t)total;
+	return 0;
+bad:
+	return aep_errorf(e, AEP_EINVALID,
+			  "%s \"%s\": not a duration (use e.g. 500ms, 40s, 5m, 1h30m, 7d)", name,
+			  s ? s : "");
+}

@@ -148,6 +148,12 @@ char *aep_mp_strdup(const msgpack_object *o);
 int aep_parse_uint(const char *s, const char *name, unsigned long long min, unsigned long long max,
 		   unsigned long long *out, struct aep_error *e);
 
+/* A duration: "500ms", "40s", "5m", "1h30m", "7d", "1.5h", or a bare number of
+ * seconds ("30"). Returns 0 with *@out_ms in [@min_ms, @max_ms], or
+ * AEP_EINVALID naming @name and the text (nothing stored). */
+int aep_parse_duration(const char *s, const char *name, int64_t min_ms, int64_t max_ms,
+		       int64_t *out_ms, struct aep_error *e);
+
 /* ---- time (not for state/: apply never reads a clock) ------------------- */
 int64_t aep_now_realtime_ns(void);
 int64_t aep_now_monotonic_ns(void);

@@ -465,30 +465,7 @@ int master__nodes_parse_cidr(struct master *m, const char *cidr, const char *siz
 
 int master__parse_duration(const char *s, const char *flag, int64_t *ms, struct aep_error *e)
 {
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	double mult = -1;
-	if (end != s && errno == 0 && v >= 0 && s[0] >= '0' && s[0] <= '9') {
-		if (strcmp(end, "ms") == 0)
-			mult = 1;
-		else if (strcmp(end, "s") == 0 || *end == '\0')
-			mult = 1000;
-		else if (strcmp(end, "m") == 0)
-			mult = 60000;
-		else if (strcmp(end, "h") == 0)
-			mult = 3600000;
-	}
-	if (mult < 0)
-		return aep_errorf(e, AEP_EINVALID,
-				  "%s \"%s\": not a duration (use e.g. 40s, 500ms, 5m, 1h)", flag,
-				  s);
-	double t = v * mult;
-	if (t < 1 || t > 30.0 * 86400000)
-		return aep_errorf(e, AEP_EINVALID, "%s \"%s\": must be between 1ms and 720h", flag,
-				  s);
-	*ms = (int64_t)t;
-	return 0;
+	return aep_parse_duration(s, flag, 1, 30LL * 86400000, ms, e);
 }
 
 struct cidr_used {

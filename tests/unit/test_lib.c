@@ -166,9 +166,44 @@ static void test_mp_check_limits(void **state)
 	assert_int_equal(aep_mp_check("\x93\x01\x02\x03", 4, &lim, &used, &e), AEP_ETOOLARGE);
 }
 
+/* Durations as flags take them; every bad one names the flag and changes
+ * nothing. */
+static void parse_duration_forms(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *in;
+		int64_t ms;
+	} ok[] = {{"500ms", 500},     {"40s", 40000},	 {"5m", 300000},
+		  {"1h30m", 5400000}, {"7d", 604800000}, {"1.5h", 5400000},
+		  {"30", 30000},      {"0", 0},		 {"2m3s4ms", 123004}};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		struct aep_error e = {0};
+		int64_t v = -1;
+		assert_int_equal(aep_parse_duration(ok[i].in, "--x", 0, INT64_MAX / 2, &v, &e), 0);
+		assert_int_equal(v, ok[i].ms);
+	}
+	static const char *const bad[] = {"",	"forever", "5",	  "1h30",  "-1s",
+					  "1x", "ms",	   "1s1", "1..5s", "1 s"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct aep_error e = {0};
+		int64_t v = 7;
+		int rv = aep_parse_duration(bad[i], "--x", 0, 4000, &v, &e);
+		if (strcmp(bad[i], "5") == 0) { /* 5 s is above the 4 s maximum */
+			assert_int_equal(rv, AEP_EINVALID);
+			assert_non_null(strstr(e.msg, "must be from 0ms to 4000ms"));
+		} else {
+			assert_int_equal(rv, AEP_EINVALID);
+			assert_non_null(strstr(e.msg, "--x"));
+		}
+		assert_int_equal(v, 7);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(parse_duration_forms),
 	    cmocka_unit_test(test_error_codes),
 	    cmocka_unit_test(test_heap_fault),
 	    cmocka_unit_test(test_buf),
