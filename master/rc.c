@@ -303,15 +303,13 @@ static void count_pod_rcs(struct master_rc *mr, const struct aep_object *pod, in
 static void on_rc_event(const struct aep_event *ev, void *data)
 {
 	struct master_rc *mr = data;
-	if (ev == NULL) {
-		mr->rebuild = true;
-	} else if (ev->type == AEP_EV_DELETED) {
+	if (ev != NULL && ev->type == AEP_EV_DELETED) {
 		struct rc probe = {.ns = ev->obj->meta.ns, .name = ev->obj->meta.name};
 		struct rc *rc = RB_FIND(master__rc_names, &mr->names, &probe);
 		if (rc != NULL)
 			rc_remove(mr, rc);
-	} else if (rc_upsert(mr, ev->obj) != 0) {
-		mr->rebuild = true;
+	} else if (ev == NULL || rc_upsert(mr, ev->obj) != 0) {
+		mr->rebuild = true; /* expired, or out of memory: start over */
 	}
 	kick(mr);
 }
@@ -563,6 +561,7 @@ static int collect_victim(const struct aep_object *o, void *data)
 		return 0;
 	if (v->n == v->cap) {
 		size_t cap = v->cap ? v->cap * 2 : 64;
+		/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 		struct aep_object **p = aep_realloc(v->pods, cap * sizeof(*p));
 		if (p == NULL)
 			return 1;
@@ -589,6 +588,7 @@ static void delete_pods(struct master_rc *mr, struct rc *rc, int64_t n)
 {
 	struct victims v = {0};
 	aep_store_list(mr->m->store, AEP_KIND_POD, rc->ns, rc->sel, collect_victim, &v);
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 	qsort(v.pods, v.n, sizeof(*v.pods), victim_cmp);
 	for (size_t i = 0; i < v.n; i++) {
 		if ((int64_t)i < n && mr->inflight < RC_INFLIGHT) {

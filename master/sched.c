@@ -467,6 +467,7 @@ static int plan_add(struct aep_object ***pods, size_t *n, struct aep_object *o, 
 				  PLAN_PODS_MAX);
 	}
 	if ((*n & (*n - 1)) == 0) { /* grow at powers of two */
+		/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 		struct aep_object **p = aep_realloc(*pods, (*n ? *n * 2 : 1) * sizeof(*p));
 		if (p == NULL) {
 			aep_object_unref(o);

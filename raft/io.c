@@ -455,8 +455,8 @@ static void space_init(struct raft__io *w)
 	size_t len;
 
 	memset(&w->space, 0, sizeof(w->space));
-	if (getenv("AEP_RAFT_SPACE_GUARD") != NULL &&
-	    strcmp(getenv("AEP_RAFT_SPACE_GUARD"), "off") == 0) {
+	const char *guard = getenv("AEP_RAFT_SPACE_GUARD");
+	if (guard != NULL && strcmp(guard, "off") == 0) {
 		/* the reproducer of docs/LIBRAFT.md, bug 8 */
 		fprintf(stderr, "raft: AEP_RAFT_SPACE_GUARD=off: disk space guard off\n");
 		return;

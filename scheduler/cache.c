@@ -254,6 +254,7 @@ static int node_get(struct aep_sched *s, const char *name, struct sched__node **
 		if (s->nodes_cap >= UINT32_MAX / 4)
 			return AEP_ENOMEM;
 		uint32_t cap = s->nodes_cap ? s->nodes_cap * 2 : 64;
+		/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 		struct sched__node **nodes = aep_realloc(s->nodes, cap * sizeof(*nodes));
 		if (nodes == NULL)
 			return AEP_ENOMEM;

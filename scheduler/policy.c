@@ -234,11 +234,11 @@ static int parse_pred(struct aep_sched_policy *p, const msgpack_object *entry, s
 	}
 	char apath[160];
 	snprintf(apath, sizeof(apath), "%s.argument", path);
-	int form;
-	const msgpack_object *v;
+	int form = 0;
+	const msgpack_object *v = NULL;
 	rc = one_form(arg, forms, apath, &form, &v, e);
-	if (rc != 0)
-		return rc;
+	if (rc != 0 || v == NULL) /* v is set whenever rc is 0 */
+		return rc != 0 ? rc : aep_errorf(e, AEP_EINVALID, "%s: empty", apath);
 	char fpath[200], lpath[220];
 	snprintf(fpath, sizeof(fpath), "%s.%s", apath, forms[form]);
 	snprintf(lpath, sizeof(lpath), "%s.labels", fpath);
@@ -299,11 +299,11 @@ static int parse_prio(struct aep_sched_policy *p, const msgpack_object *entry, s
 	}
 	char apath[160];
 	snprintf(apath, sizeof(apath), "%s.argument", path);
-	int form;
-	const msgpack_object *v;
+	int form = 0;
+	const msgpack_object *v = NULL;
 	rc = one_form(arg, forms, apath, &form, &v, e);
-	if (rc != 0)
-		return rc;
+	if (rc != 0 || v == NULL) /* v is set whenever rc is 0 */
+		return rc != 0 ? rc : aep_errorf(e, AEP_EINVALID, "%s: empty", apath);
 	char fpath[200], lpath[220];
 	snprintf(fpath, sizeof(fpath), "%s.%s", apath, forms[form]);
 	snprintf(lpath, sizeof(lpath), "%s.label", fpath);

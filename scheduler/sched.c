@@ -89,6 +89,7 @@ int sched__queue_reserve(struct aep_sched *s)
 	if (s->nheap < s->heap_cap)
 		return 0;
 	uint32_t cap = s->heap_cap ? s->heap_cap * 2 : 64;
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 	struct sched__pod **h = aep_realloc(s->heap, cap * sizeof(*h));
 	if (h == NULL)
 		return AEP_ENOMEM;
@@ -289,6 +290,7 @@ static int ensure_walk(struct aep_sched *s)
 	if (s->walk_cap < need) {
 		uint32_t cap = need + need / 4;
 		uint32_t *walk = aep_malloc(cap * sizeof(*walk));
+		/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 		struct sched__node **cand = aep_malloc(cap * sizeof(*cand));
 		int64_t *score = aep_malloc(cap * sizeof(*score));
 		int64_t *raw = aep_malloc(cap * sizeof(*raw));
@@ -977,6 +979,7 @@ int aep_sched_plan(struct aep_sched *s, struct aep_object *const *pods, size_t n
 	int rc = ensure_walk(s);
 	if (rc != 0)
 		return rc;
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 	struct sched__pod **tmp = aep_calloc(n, sizeof(*tmp));
 	if (tmp == NULL)
 		return AEP_ENOMEM;

@@ -46,6 +46,7 @@ struct state__node_group *state__nodes_find(const struct state__node_index *x, c
 static int grow(struct state__node_index *x)
 {
 	size_t n = x->nbuckets != 0 ? x->nbuckets * 2 : NODES_BUCKETS_MIN;
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 	struct state__node_group **b = aep_calloc(n, sizeof(*b));
 	if (b == NULL)
 		return AEP_ENOMEM;
@@ -144,12 +145,14 @@ int state__nodes_visit(const struct state__node_index *x, const char *node, aep_
 	struct state__node_group *g = state__nodes_find(x, node);
 	if (g == NULL || g->n == 0)
 		return 0;
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 	struct state__entry **v = aep_malloc(g->n * sizeof(*v));
 	if (v == NULL)
 		return AEP_ENOMEM;
 	size_t n = 0;
 	for (struct state__entry *e = g->head; e != NULL; e = e->node_next)
 		v[n++] = e;
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 	qsort(v, n, sizeof(*v), entry_cmp);
 	int rv = 0;
 	for (size_t i = 0; i < n && rv == 0; i++)
