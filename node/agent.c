@@ -1602,7 +1602,7 @@ static void local_address(struct agent *a)
 	char first[300];
 	const char *comma = strchr(a->servers, ',');
 	size_t n = comma ? (size_t)(comma - a->servers) : strlen(a->servers);
-	struct sockaddr_storage ss, me;
+	struct sockaddr_storage ss, me = {0};
 	socklen_t len = sizeof(me);
 	struct aep_error e = {0};
 	if (n >= sizeof(first))
@@ -1661,8 +1661,14 @@ static void host_facts(struct agent *a)
 	char line[256];
 	if (f != NULL) {
 		while (fgets(line, sizeof(line), f) != NULL) {
+			const char *num = line + 9;
+			char *end;
 			unsigned long long kb;
-			if (sscanf(line, "MemTotal: %llu kB", &kb) == 1) {
+			if (strncmp(line, "MemTotal:", 9) != 0)
+				continue;
+			errno = 0;
+			kb = strtoull(num, &end, 10);
+			if (end != num && errno == 0) {
 				snprintf(a->memory, sizeof(a->memory), "%lluKi", kb);
 				break;
 			}

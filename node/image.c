@@ -154,8 +154,7 @@ int aep_image_load(const char *dir, const char *name, const char *file, struct a
 
 	/* SECURE_SYMLINKS checks every component, the store's own path too:
 	 * work on its real path. */
-	if ((rc = node__path(base, e, "%s/images", dir)) != 0 ||
-	    (rc = node__mkdir_p(base, 0755, e)) != 0)
+	if (node__path(base, e, "%s/images", dir) != 0 || node__mkdir_p(base, 0755, e) != 0)
 		return aep_error_prefix(e, "image %s", name);
 	real = realpath(base, NULL);
 	if (real == NULL)
@@ -172,14 +171,14 @@ int aep_image_load(const char *dir, const char *name, const char *file, struct a
 	if (node__exists(img))
 		return aep_errorf(e, AEP_EEXISTS, "image %s: already loaded", name);
 	node__rm_rf(tmp, e);
-	if ((rc = node__path(root, e, "%s/rootfs", tmp)) != 0 ||
-	    (rc = node__mkdir_p(root, 0755, e)) != 0)
+	/* On failure @e holds the error; err_after_tmp returns its code. */
+	if (node__path(root, e, "%s/rootfs", tmp) != 0 || node__mkdir_p(root, 0755, e) != 0)
 		goto err_after_tmp;
-	if ((rc = extract(file, root, e)) != 0)
+	if (extract(file, root, e) != 0)
 		goto err_after_tmp;
 	if (rename(tmp, img) != 0) {
-		rc = aep_errorf(e, errno == ENOTEMPTY || errno == EEXIST ? AEP_EEXISTS : AEP_EIO,
-				"rename %s: %s", img, strerror(errno));
+		aep_errorf(e, errno == ENOTEMPTY || errno == EEXIST ? AEP_EEXISTS : AEP_EIO,
+			   "rename %s: %s", img, strerror(errno));
 		goto err_after_tmp;
 	}
 	return 0;

@@ -1106,8 +1106,17 @@ static void job_done(uv_work_t *req, int status)
 	struct node__pod *p = j->pod;
 
 	(void)status; /* jobs are never cancelled */
-	if (p != NULL)
-		p->busy--;
+	if (j->kind == JOB_ADOPT) {
+		/* The one kind of job without a pod: job_queue(rt, NULL, ...). */
+		after_adopt(j);
+		aep_free(j);
+		rt->pending--;
+		node__rt_maybe_free(rt);
+		return;
+	}
+	/* Every other kind is queued for a pod (kill_step, signal_live,
+	 * ctr_start, sandbox_start), so @p is set. */
+	p->busy--;
 	switch (j->kind) {
 	case JOB_SANDBOX: after_sandbox(j); break;
 	case JOB_START: after_start(j); break;
@@ -1117,12 +1126,11 @@ static void job_done(uv_work_t *req, int status)
 			kill_step(p);
 		break;
 	case JOB_TEARDOWN: after_teardown(j); break;
-	case JOB_ADOPT: after_adopt(j); break;
+	case JOB_ADOPT: break; /* above */
 	}
 	aep_free(j);
 	rt->pending--;
-	if (p != NULL)
-		pod_maybe_free(p);
+	pod_maybe_free(p);
 	node__rt_maybe_free(rt);
 }
 
@@ -1342,7 +1350,7 @@ int aep_runtime_adopt(struct aep_runtime *rt, aep_adopt_cb cb, void *data)
 
 int aep_runtime_pod_run(struct aep_runtime *rt, const struct aep_object *pod, struct aep_error *e)
 {
-	struct node__pod *p;
+	struct node__pod *p = NULL;
 	int rc;
 
 	if (rt->closing)
@@ -1358,6 +1366,10 @@ int aep_runtime_pod_run(struct aep_runtime *rt, const struct aep_object *pod, st
 	rc = pod_parse(rt, pod, &p, e);
 	if (rc != 0)
 		return rc;
+	/* pod_parse sets @p whenever it returns 0; say so, for the analyzer
+	 * too (its failures come from aep_errorf, whose code it cannot see). */
+	if (p == NULL)
+		return aep_errorf(e, AEP_EINTERNAL, "pod %s: parse gave no pod", pod->meta.name);
 	pod_list(rt, p);
 	p->start_ns = aep_now_realtime_ns();
 	sandbox_start(p);

@@ -71,7 +71,7 @@ int node__run(const char *const argv[], struct aep_buf *out, int *status, struct
 int node__run_ok(const char *const argv[], struct aep_error *e)
 {
 	struct aep_buf out;
-	int status, rc;
+	int status = -1, rc;
 
 	aep_buf_init(&out);
 	rc = node__run(argv, &out, &status, e);
