@@ -33,6 +33,8 @@ static const char usage_text[] =
     "                             a container's log (-f: follow it)\n"
     "  exec POD [-c CONTAINER] -- COMMAND [ARG...]\n"
     "                             run a command in a container; exits with its code\n"
+    "  scale rc/NAME --replicas=N [--current-replicas=M]\n"
+    "                             set a ReplicationController's replicas\n"
     "  version                    client and server versions (--client: client only)\n"
     "  plan -f FILE [-o wide|json|yaml]\n"
     "                             where the scheduler would put the pods of a manifest\n"
@@ -347,7 +349,9 @@ enum {
 	F_DESCRIPTION,
 	F_CONTAINER,
 	F_FOLLOW,
-	F_TAIL_BYTES
+	F_TAIL_BYTES,
+	F_REPLICAS,
+	F_CURRENT_REPLICAS
 };
 
 static const struct flag flags[] = {
@@ -381,6 +385,8 @@ static const struct flag flags[] = {
     {"container", 'c', true, F_CONTAINER},
     {"follow", 0, false, F_FOLLOW},
     {"tail-bytes", 0, true, F_TAIL_BYTES},
+    {"replicas", 0, true, F_REPLICAS},
+    {"current-replicas", 0, true, F_CURRENT_REPLICAS},
 };
 
 /* logs -f is --follow (kubectl), not --filename */
@@ -439,6 +445,8 @@ static int set_flag(struct cli__opts *o, int id, const char *v, bool *help)
 	case F_CONTAINER: o->container = v; break;
 	case F_FOLLOW: o->follow = true; break;
 	case F_TAIL_BYTES: o->tail_bytes = v; break;
+	case F_REPLICAS: o->replicas = v; break;
+	case F_CURRENT_REPLICAS: o->current_replicas = v; break;
 	}
 	return 0;
 }
@@ -586,7 +594,7 @@ int aep_cli_main(int argc, char **argv)
 	    {"describe", cli__cmd_describe}, {"label", cli__cmd_label},
 	    {"version", cli__cmd_version},   {"admin", cmd_admin},
 	    {"plan", cli__cmd_plan},	     {"logs", cli__cmd_logs},
-	    {"exec", cli__cmd_exec},
+	    {"exec", cli__cmd_exec},	     {"scale", cli__cmd_scale},
 	};
 	rv = -1;
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {

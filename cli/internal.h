@@ -104,12 +104,14 @@ struct cli__opts {
 	const char *sans;
 	const char *cert;
 	const char *key;
-	const char *ttl;	 /* admin token create --ttl */
-	const char *description; /* admin token create --description */
-	const char *container;	 /* logs, exec: -c */
-	const char *tail_bytes;	 /* logs --tail-bytes */
-	bool follow;		 /* logs -f */
-	long dashdash;		 /* index in args (verb included) where "--" was; -1: none */
+	const char *ttl;	      /* admin token create --ttl */
+	const char *description;      /* admin token create --description */
+	const char *container;	      /* logs, exec: -c */
+	const char *tail_bytes;	      /* logs --tail-bytes */
+	bool follow;		      /* logs -f */
+	const char *replicas;	      /* scale --replicas */
+	const char *current_replicas; /* scale --current-replicas */
+	long dashdash;		      /* index in args (verb included) where "--" was; -1: none */
 	const char **files;
 	size_t nfiles;
 	bool all_ns;
@@ -195,5 +197,7 @@ int cli__cmd_logs(struct cli *c);
 int cli__cmd_exec(struct cli *c);
 /* aep admin token create|list|delete (token.c); args start after "token". */
 int cli__cmd_token(struct cli *c);
+/* aep scale rc/NAME --replicas=N [--current-replicas=M] (scale.c) */
+int cli__cmd_scale(struct cli *c);
 
 #endif /* AEP_CLI_INTERNAL_H */

@@ -517,6 +517,11 @@ int master__template_pod(const msgpack_object *rc, const char *ns, const char *n
 	return rv;
 }
 
+static unsigned hexval(char c)
+{
+	return c >= 'a' ? (unsigned)(c - 'a' + 10) : (unsigned)(c - '0');
+}
+
 /* Create one pod from @rc's template. */
 static int create_pod(struct master_rc *mr, struct rc *rc, const msgpack_object *rco)
 {
@@ -528,9 +533,14 @@ static int create_pod(struct master_rc *mr, struct rc *rc, const msgpack_object 
 
 	if ((rv = master__uuid4(mr->m, uid)) != 0)
 		return rv;
-	/* The uid's random hex digits pick the suffix: no second source. */
-	for (int i = 0; i < 5; i++)
-		suffix[i] = alnum[(unsigned char)uid[i * 2 + 1] % (sizeof(alnum) - 1)];
+	/* The uid's random hex digits pick the suffix, a byte (two digits) per
+	 * character so that all 27 characters occur: no second source. The
+	 * first 8 characters of a uid are hex digits. */
+	for (int i = 0; i < 4; i++) {
+		unsigned byte = (hexval(uid[i * 2]) << 4) | hexval(uid[i * 2 + 1]);
+		suffix[i] = alnum[byte % (sizeof(alnum) - 1)];
+	}
+	suffix[4] = alnum[((hexval(uid[9]) << 4) | hexval(uid[10])) % (sizeof(alnum) - 1)];
 	suffix[5] = '\0';
 	snprintf(name, sizeof(name), "%.*s-%s", AEP_NAME_MAX - 6, rc->name, suffix);
 	rv = master__template_pod(rco, rc->ns, name, &pod, &e);
