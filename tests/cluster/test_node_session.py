@@ -203,16 +203,24 @@ class FakeAgent:
 
     def register(self, addr):
         """Dial @addr and register, following NotLeader; returns the Node."""
-        for _ in range(5):
+        drops = 0
+        for _ in range(8):
             self.disconnect()
-            self._connect(addr)
+            self._connect(addr)  # a master that is down raises: the caller tries another
             try:
                 return self.call("node.register", {"node": self.node()})
             except RpcError as e:
                 if e.code != "NotLeader" or not e.details or not e.details.get("leader"):
                     raise
                 addr = e.details["leader"]
-        raise AssertionError("too many NotLeader redirects")
+            except ConnectionError:
+                # The connection dropped before the answer: dial again, as the
+                # real agent does (twice at most, then let the caller decide).
+                drops += 1
+                if drops > 2:
+                    raise
+                time.sleep(0.1)
+        raise AssertionError("no registration after 8 attempts (redirects or drops)")
 
     def _find_leader(self):
         while not self.closed:
