@@ -534,18 +534,99 @@ static int send_wrapped(struct raft_io *io, struct raft_io_send *req,
 	return 0;
 }
 
+/* ---- async_work ----------------------------------------------------------
+ *
+ * libraft 0.15 encodes snapshots off the loop only through io->async_work
+ * (io version 2), which its own raft_uv does not have. A job runs on the
+ * loop's thread pool; its callback runs on the loop. Jobs that finish once
+ * libraft is closing the I/O report RAFT_CANCELED (nothing may be written
+ * any more), and libraft hears that the I/O is closed only after the last
+ * job's callback. */
+struct async_job {
+	uv_work_t work;
+	struct raft__io *w;
+	struct raft_io_async_work *req;
+	int status;
+};
+
+static void async_run(uv_work_t *work)
+{
+	struct async_job *job = work->data;
+	job->status = job->req->work(job->req);
+}
+
+static void maybe_close_done(struct raft__io *w)
+{
+	raft_io_close_cb cb = w->close_cb;
+	if (!w->closed || w->async_pending > 0 || cb == NULL)
+		return;
+	w->close_cb = NULL;
+	cb(&w->io);
+}
+
+static void async_done(uv_work_t *work, int status)
+{
+	struct async_job *job = work->data;
+	struct raft__io *w = job->w;
+	struct raft_io_async_work *req = job->req;
+	int rv = w->closing ? RAFT_CANCELED : status != 0 ? RAFT_IOERR : job->status;
+
+	aep_free(job);
+	w->async_pending--;
+	req->cb(req, rv);
+	maybe_close_done(w);
+}
+
+static int async_work_wrapped(struct raft_io *io, struct raft_io_async_work *req,
+			      raft_io_async_work_cb cb)
+{
+	struct raft__io *w = wrapper_of(io);
+	struct async_job *job;
+
+	if (w->closing)
+		return RAFT_CANCELED;
+	job = aep_malloc(sizeof(*job));
+	if (job == NULL)
+		return RAFT_NOMEM;
+	job->work.data = job;
+	job->w = w;
+	job->req = req;
+	job->status = 0;
+	req->cb = cb;
+	if (uv_queue_work(w->loop, &job->work, async_run, async_done) != 0) {
+		aep_free(job);
+		return RAFT_IOERR;
+	}
+	w->async_pending++;
+	return 0;
+}
+
+static void orig_closed(struct raft_io *io)
+{
+	struct raft__io *w = wrapper_of(io);
+	w->closed = true;
+	maybe_close_done(w);
+}
+
 static void close_wrapped(struct raft_io *io, raft_io_close_cb cb)
 {
 	struct raft__io *w = wrapper_of(io);
 	/* libraft closes its I/O from raft_close(), outside its callbacks, and
 	 * still expects every send to complete. */
 	flush_deferred(w);
-	w->orig_close(io, cb);
+	w->closing = true;
+	w->close_cb = cb;
+	w->orig_close(io, orig_closed);
 }
 
-void raft__io_wrap(struct raft__io *w, struct raft *raft)
+void raft__io_wrap(struct raft__io *w, struct raft *raft, struct uv_loop_s *loop)
 {
 	w->raft = raft;
+	w->loop = loop;
+	w->async_pending = 0;
+	w->closing = false;
+	w->closed = false;
+	w->close_cb = NULL;
 	memset(&w->match, 0, sizeof(w->match));
 	w->ndeferred = 0;
 	w->orig_start = w->io.start;
@@ -558,5 +639,9 @@ void raft__io_wrap(struct raft__io *w, struct raft *raft)
 	w->io.close = close_wrapped;
 	w->io.append = append_wrapped;
 	w->io.snapshot_put = snapshot_put_wrapped;
+	if (loop != NULL) {
+		w->io.version = 2;
+		w->io.async_work = async_work_wrapped;
+	}
 	space_init(w);
 }

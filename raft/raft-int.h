@@ -110,6 +110,12 @@ struct raft__io {
 				 const struct raft_snapshot *, raft_io_snapshot_put_cb);
 	raft_io_tick_cb tick_cb; /* libraft's */
 	raft_io_recv_cb recv_cb; /* libraft's */
+	/* async_work, which raft_uv 0.15 lacks: jobs on @loop's thread pool */
+	struct uv_loop_s *loop;
+	unsigned async_pending;
+	bool closing;
+	bool closed;		   /* raft_uv's close finished */
+	raft_io_close_cb close_cb; /* libraft's, once both are done */
 	/* sends that failed at once, completed from the next tick or close */
 	struct raft__deferred_send {
 		struct raft_io_send *req;
@@ -135,8 +141,9 @@ struct raft__io {
 
 /* Wrap @w->io, which raft_uv_init() filled, for @raft; call before
  * raft_init(). Learns the data directory from raft_uv for the space guard
- * (off, with a note on stderr, if it cannot). */
-void raft__io_wrap(struct raft__io *w, struct raft *raft);
+ * (off, with a note on stderr, if it cannot). Adds async_work (io version
+ * 2) on @loop's thread pool, so that snapshots are encoded off the loop. */
+void raft__io_wrap(struct raft__io *w, struct raft *raft, struct uv_loop_s *loop);
 
 /* ---- frame.c: what AEP puts inside libraft's entries and snapshots ----
  *

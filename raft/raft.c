@@ -140,6 +140,10 @@ struct aep_raft {
 	uint64_t commands_applied;
 	uint64_t snapshots_taken;
 	uint64_t snapshots_installed;
+	/* The view of the snapshot being encoded off the loop, from
+	 * fsm_snapshot() to fsm_snapshot_finalize(); libraft takes one
+	 * snapshot at a time. */
+	struct aep_store_view *snap_view;
 };
 
 /* ---- lists -------------------------------------------------------------- */
@@ -638,32 +642,54 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 	return 0;
 }
 
-/* The whole store, framed as frame.c describes (docs/LIBRAFT.md, bug 2),
- * in memory from raft_malloc() so that either libraft or
- * fsm_snapshot_finalize() may release it. */
+/* Snapshots are taken in three steps so that the loop (heartbeats,
+ * elections, the API) never waits for the encoding, which takes hundreds
+ * of milliseconds for a large store (tests/unit/test_state_perf.c prints
+ * it). fsm_snapshot(), on the loop: a view of the store at the last
+ * applied entry (every object referenced; objects are immutable, so what
+ * the loop applies meanwhile does not touch it). fsm_snapshot_async(), on
+ * a libuv worker thread: the view encoded and framed as frame.c describes,
+ * in memory from raft_malloc(). fsm_snapshot_finalize(), on the loop
+ * again, whatever happened: buffers and view released. */
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+	struct aep_raft *r = fsm->data;
+	int rv;
+
+	*bufs = NULL;
+	*n_bufs = 0;
+	if (r->snap_view != NULL)
+		return RAFT_BUSY;
+	rv = aep_store_view_take(r->store, &r->snap_view);
+	if (rv != 0)
+		return rv == AEP_ENOMEM ? RAFT_NOMEM : RAFT_IOERR;
+	return 0;
+}
+
+static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
 	struct aep_raft *r = fsm->data;
 	struct aep_buf b;
 	int rv;
 
 	aep_buf_init(&b);
-	rv = aep_store_snapshot(r->store, &b);
-	if (rv != 0) {
+	rv = aep_store_view_encode(r->snap_view, &b);
+	if (rv != 0)
 		rv = rv == AEP_ENOMEM ? RAFT_NOMEM : RAFT_IOERR;
-	} else {
+	else
 		rv = raft__snapshot_frame(b.data, b.len, bufs, n_bufs);
-		if (rv == 0)
-			r->snapshots_taken++;
-	}
 	aep_buf_free(&b);
 	return rv;
 }
 
 static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
-	(void)fsm;
+	struct aep_raft *r = fsm->data;
+	if (*n_bufs > 0)
+		r->snapshots_taken++;
 	raft__buffers_free(bufs, n_bufs);
+	aep_store_view_free(r->snap_view);
+	r->snap_view = NULL;
 	return 0;
 }
 
@@ -897,15 +923,15 @@ int aep_raft_start(uv_loop_t *loop, const struct aep_raft_config *cfg, struct ae
 	raft_uv_set_snapshot_compression(&r->io.io, false);
 	raft_uv_set_connect_retry_delay(&r->io.io, RAFT_CONNECT_RETRY_MS);
 	/* Work around libraft 0.15's bugs 4-7 (docs/LIBRAFT.md). */
-	raft__io_wrap(&r->io, &r->raft);
+	raft__io_wrap(&r->io, &r->raft, loop);
 
-	r->fsm.version = 2;
+	r->fsm.version = 3;
 	r->fsm.data = r;
 	r->fsm.apply = fsm_apply;
 	r->fsm.snapshot = fsm_snapshot;
 	r->fsm.restore = fsm_restore;
 	r->fsm.snapshot_finalize = fsm_snapshot_finalize;
-	r->fsm.snapshot_async = NULL;
+	r->fsm.snapshot_async = fsm_snapshot_async;
 
 	rv = raft_init(&r->raft, &r->io.io, &r->fsm, r->id, r->peers[r->id - 1].addr);
 	if (rv != 0) {

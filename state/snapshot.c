@@ -27,13 +27,42 @@
 #define SNAPSHOT_RATIO_MAX 255
 #define MEMBER_STR_MAX	   1024
 
-static int pack_content(struct aep_store *s, struct aep_buf *b)
+/* A frozen view: every object referenced, in snapshot order, and a copy of
+ * the header (revision, index, members) already packed. */
+struct aep_store_view {
+	struct aep_buf head;	  /* [1, rev, index, members, array header] */
+	struct aep_object **objs; /* referenced */
+	size_t nobjs;
+	uint64_t raw_len; /* head plus every object */
+};
+
+void aep_store_view_free(struct aep_store_view *v)
 {
+	if (v == NULL)
+		return;
+	for (size_t i = 0; i < v->nobjs; i++)
+		aep_object_unref(v->objs[i]);
+	aep_free(v->objs);
+	aep_buf_free(&v->head);
+	aep_free(v);
+}
+
+int aep_store_view_take(struct aep_store *s, struct aep_store_view **out)
+{
+	struct aep_store_view *v = aep_calloc(1, sizeof(*v));
 	msgpack_packer pk;
 	size_t total = 0;
-	aep_packer_init(&pk, b);
+
+	if (v == NULL)
+		return AEP_ENOMEM;
+	aep_buf_init(&v->head);
 	for (int k = 0; k < AEP_KIND__COUNT; k++)
 		total += s->tables[k].count;
+	if (total > UINT32_MAX) {
+		aep_store_view_free(v);
+		return AEP_ETOOLARGE;
+	}
+	aep_packer_init(&pk, &v->head);
 	msgpack_pack_array(&pk, SNAPSHOT_FIELDS);
 	msgpack_pack_uint64(&pk, SNAPSHOT_VERSION);
 	msgpack_pack_uint64(&pk, s->revision);
@@ -45,54 +74,122 @@ static int pack_content(struct aep_store *s, struct aep_buf *b)
 		aep_pack_str(&pk, s->members[i].api);
 		aep_pack_str(&pk, s->members[i].peer);
 	}
-	if (total > UINT32_MAX)
-		return AEP_ETOOLARGE;
 	msgpack_pack_array(&pk, total);
+	v->objs = aep_malloc((total > 0 ? total : 1) * sizeof(*v->objs));
+	if (v->head.failed || v->objs == NULL) {
+		aep_store_view_free(v);
+		return AEP_ENOMEM;
+	}
+	v->raw_len = v->head.len;
 	for (int k = 0; k < AEP_KIND__COUNT; k++) {
 		struct state__entry *e;
 		RB_FOREACH(e, state__key_tree, &s->tables[k].tree)
 		{
-			aep_buf_append(b, e->obj->data, e->obj->len);
+			v->objs[v->nobjs++] = aep_object_ref(e->obj);
+			v->raw_len += e->obj->len;
 		}
 	}
-	return b->failed ? AEP_ENOMEM : 0;
+	*out = v;
+	return 0;
+}
+
+/* Compress @len bytes into @out, which grows as needed. */
+static int compress_more(LZ4F_cctx *cctx, const LZ4F_preferences_t *prefs, struct aep_buf *out,
+			 const char *data, size_t len)
+{
+	size_t bound = LZ4F_compressBound(len, prefs);
+	if (aep_buf_reserve(out, bound) != 0)
+		return AEP_ENOMEM;
+	size_t n = LZ4F_compressUpdate(cctx, out->data + out->len, bound, data, len, NULL);
+	if (LZ4F_isError(n))
+		return AEP_ENOMEM; /* the bound was enough */
+	out->len += n;
+	return 0;
+}
+
+/* The objects go to the compressor in runs of about this many bytes. */
+#define SNAPSHOT_CHUNK (1u << 20)
+
+int aep_store_view_encode(const struct aep_store_view *v, struct aep_buf *out)
+{
+	LZ4F_preferences_t prefs;
+	LZ4F_cctx *cctx;
+	struct aep_buf chunk;
+	size_t start = out->len;
+	int rv;
+
+	if (v->raw_len > SNAPSHOT_RAW_MAX)
+		return AEP_ETOOLARGE;
+	memset(&prefs, 0, sizeof(prefs));
+	prefs.frameInfo.blockSizeID = LZ4F_max4MB;
+	prefs.frameInfo.blockMode = LZ4F_blockIndependent;
+	prefs.frameInfo.contentChecksumFlag = LZ4F_contentChecksumEnabled;
+	prefs.frameInfo.contentSize = v->raw_len;
+	if (LZ4F_isError(LZ4F_createCompressionContext(&cctx, LZ4F_VERSION)))
+		return AEP_ENOMEM;
+	aep_buf_init(&chunk);
+	rv = aep_buf_reserve(out, LZ4F_HEADER_SIZE_MAX);
+	if (rv != 0)
+		goto out_fail;
+	size_t n = LZ4F_compressBegin(cctx, out->data + out->len, LZ4F_HEADER_SIZE_MAX, &prefs);
+	if (LZ4F_isError(n)) {
+		rv = AEP_ENOMEM;
+		goto out_fail;
+	}
+	out->len += n;
+	rv = compress_more(cctx, &prefs, out, v->head.data, v->head.len);
+	for (size_t i = 0; rv == 0 && i < v->nobjs; i++) {
+		const struct aep_object *o = v->objs[i];
+		if (o->len >= SNAPSHOT_CHUNK) {
+			rv = compress_more(cctx, &prefs, out, chunk.data, chunk.len);
+			aep_buf_reset(&chunk);
+			if (rv == 0)
+				rv = compress_more(cctx, &prefs, out, o->data, o->len);
+			continue;
+		}
+		if (chunk.len + o->len > SNAPSHOT_CHUNK) {
+			rv = compress_more(cctx, &prefs, out, chunk.data, chunk.len);
+			aep_buf_reset(&chunk);
+		}
+		if (rv == 0 && aep_buf_append(&chunk, o->data, o->len) != 0)
+			rv = AEP_ENOMEM;
+	}
+	if (rv == 0)
+		rv = compress_more(cctx, &prefs, out, chunk.data, chunk.len);
+	if (rv != 0)
+		goto out_fail;
+	size_t bound = LZ4F_compressBound(0, &prefs);
+	rv = aep_buf_reserve(out, bound);
+	if (rv != 0)
+		goto out_fail;
+	n = LZ4F_compressEnd(cctx, out->data + out->len, bound, NULL);
+	if (LZ4F_isError(n)) {
+		rv = AEP_ENOMEM;
+		goto out_fail;
+	}
+	out->len += n;
+	aep_buf_free(&chunk);
+	LZ4F_freeCompressionContext(cctx);
+	return 0;
+
+out_fail:
+	out->len = start;
+	out->failed = false;
+	aep_buf_free(&chunk);
+	LZ4F_freeCompressionContext(cctx);
+	return rv;
 }
 
 /* Append the snapshot to @out. Returns 0, AEP_ENOMEM or AEP_ETOOLARGE
  * (more than 4 GiB of content); on failure @out keeps its length. */
 int aep_store_snapshot(struct aep_store *s, struct aep_buf *out)
 {
-	struct aep_buf raw;
-	LZ4F_preferences_t prefs;
-	int rv;
-
-	aep_buf_init(&raw);
-	rv = pack_content(s, &raw);
+	struct aep_store_view *v;
+	int rv = aep_store_view_take(s, &v);
 	if (rv != 0)
-		goto out_free_raw;
-	if (raw.len > SNAPSHOT_RAW_MAX) {
-		rv = AEP_ETOOLARGE;
-		goto out_free_raw;
-	}
-	memset(&prefs, 0, sizeof(prefs));
-	prefs.frameInfo.blockSizeID = LZ4F_max4MB;
-	prefs.frameInfo.blockMode = LZ4F_blockIndependent;
-	prefs.frameInfo.contentChecksumFlag = LZ4F_contentChecksumEnabled;
-	prefs.frameInfo.contentSize = raw.len;
-	size_t bound = LZ4F_compressFrameBound(raw.len, &prefs);
-	rv = aep_buf_reserve(out, bound);
-	if (rv != 0) {
-		out->failed = false;
-		goto out_free_raw;
-	}
-	size_t n = LZ4F_compressFrame(out->data + out->len, bound, raw.data, raw.len, &prefs);
-	if (LZ4F_isError(n)) {
-		rv = AEP_ENOMEM; /* the bound was enough: only its own allocation fails */
-		goto out_free_raw;
-	}
-	out->len += n;
-out_free_raw:
-	aep_buf_free(&raw);
+		return rv;
+	rv = aep_store_view_encode(v, out);
+	aep_store_view_free(v);
 	return rv;
 }
 

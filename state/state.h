@@ -336,6 +336,17 @@ void aep_store_unwatch(struct aep_store *s, struct aep_watch *w);
 /* The whole store (objects, members, revision, applied index) as msgpack,
  * lz4-compressed. Two stores with the same content give identical bytes. */
 int aep_store_snapshot(struct aep_store *s, struct aep_buf *out);
+/* The same in two steps, so that the costly part runs off the loop: take
+ * a view of the store (references every object: cheap, on the store's
+ * thread), encode it anywhere (reads only the view, which later changes to
+ * the store do not touch; objects are immutable), free it on the store's
+ * thread again. Encoding appends to @out exactly what aep_store_snapshot()
+ * would have appended at the time of the view; on failure @out keeps its
+ * length. */
+struct aep_store_view;
+int aep_store_view_take(struct aep_store *s, struct aep_store_view **out);
+int aep_store_view_encode(const struct aep_store_view *v, struct aep_buf *out);
+void aep_store_view_free(struct aep_store_view *v); /* NULL is fine */
 /* Replace the content of @s with a snapshot. The event log restarts at the
  * snapshot's revision (older watches get AEP_EEXPIRED). On error @s is
  * unchanged. Active watches are kept. */

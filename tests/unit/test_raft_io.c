@@ -374,7 +374,7 @@ static void test_wrapped_io(void **state)
 	w.io.start = fake_start;
 	w.io.send = fake_send;
 	w.io.close = fake_close;
-	raft__io_wrap(&w, &s.r);
+	raft__io_wrap(&w, &s.r, NULL);
 	assert_int_equal(w.io.start(&w.io, 100, libraft_tick, libraft_recv), 0);
 	assert_non_null(fake.recv);
 
