@@ -2,9 +2,10 @@
 crun, on a node host made of a network namespace and a private mount
 namespace of the test's own.
 
-  * three masters listen on the host end of a veth pair (10.99.X.1/30);
-    the agent runs in the namespace aepT-TAG behind the other end
-    (10.99.X.2/30), so that every packet stays between the two;
+  * three masters listen on the host end of a veth pair (10.99.X.Y+1/30);
+    the agent runs in a namespace of the test's behind the other end
+    (10.99.X.Y+2/30), so that every packet stays between the two
+    (nodehost.py makes the node host and removes it);
   * the agent joins with a bootstrap token (no certificate yet), registers
     and gets a pod subnet; pods bound to it (spec.nodeName) run in crun:
     an httpd is Running with a podIP within 10 s, a second pod fetches its
@@ -23,141 +24,19 @@ node's bridge and veths, the host veth, directories) is removed at the
 end, also on failure. Needs root: exits 77 (skipped) otherwise."""
 import json
 import os
-import random
 import re
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import aeptest  # noqa: E402
-from aeptest import AEP, Cluster  # noqa: E402
+from aeptest import AEP  # noqa: E402
+from nodehost import HostCluster, NodeHost, check_root, get, node_ready, print_logs, sh, \
+    wait_for  # noqa: E402
 
-TAG = "%04x" % (os.getpid() & 0xffff)
-NETNS = "aepT-" + TAG
-HOST_LINK = "aepT%sh" % TAG
-NODE_LINK = "aepT%sn" % TAG
-SUBNET = random.randrange(1, 63) * 4  # 10.99.0.SUBNET/30
-HOST_IP = "10.99.0.%d" % (SUBNET + 1)
-NODE_IP = "10.99.0.%d" % (SUBNET + 2)
 NODE = "n1"
-
-
-def sh(*args, check=True, **kw):
-    r = subprocess.run(list(args), capture_output=True, text=True, **kw)
-    if check and r.returncode != 0:
-        raise AssertionError("%s failed (%d): %s%s" % (" ".join(args), r.returncode, r.stdout,
-                                                      r.stderr))
-    return r
-
-
-class HostCluster(Cluster):
-    """aeptest.Cluster with the API on @host (the host end of the test's
-    veth) instead of 127.0.0.1; Raft and HTTP stay on 127.0.0.1."""
-
-    def __init__(self, host, n=3):
-        self.host = host
-        self.n = n
-        self.dir = tempfile.mkdtemp(prefix="aep-test-")
-        self.base = aeptest.free_port_block(n)
-        self.names = ["m%d" % (i + 1) for i in range(n)]
-        self.procs = {}
-        self.snapshot_threshold = None
-        self.snapshot_trailing = None
-        self.http = True
-        self.extra_args = []
-        masters = ",".join("%s=%s" % (nm, self.api(nm)) for nm in self.names)
-        subprocess.run([AEP, "admin", "init", "--dir", self.dir, "--masters", masters],
-                       check=True, stdout=subprocess.DEVNULL)
-        self.pki = os.path.join(self.dir, "pki")
-        self.config = os.path.join(self.dir, "admin.conf")
-        for nm in self.names:
-            self.start(nm)
-
-    def api(self, name):
-        return "%s:%d" % (self.host, self.base + self.index(name))
-
-
-class Agent:
-    """`aep node` in the test's network namespace, in a private mount
-    namespace (unshare -m). nsenter and unshare exec, so the pid is the
-    agent's. (`ip netns exec` is not used: it remounts /sys, which takes
-    away the cgroup mounts crun needs.)"""
-
-    def __init__(self, cl, ndir, token):
-        self.cl = cl
-        self.dir = ndir
-        self.token = token
-        self.log_path = os.path.join(cl.dir, "agent.log")
-        self.proc = None
-
-    def start(self):
-        servers = ",".join(self.cl.api(nm) for nm in self.cl.names)
-        args = ["nsenter", "--net=/run/netns/" + NETNS, "--",
-                "unshare", "-m", "--propagation", "private",
-                AEP, "node", "--name", NODE, "--server", servers, "--token", self.token,
-                "--dir", self.dir, "--ca", os.path.join(self.cl.pki, "ca.crt"),
-                "--labels", "region=r1,zone=z1", "--runtime", "crun", "--bridge", "aepbr0"]
-        log = open(self.log_path, "ab")
-        log.write(b"---- start\n")
-        log.flush()
-        self.proc = subprocess.Popen(args, stdout=log, stderr=log)
-        log.close()
-
-    def log(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def kill9(self):
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-    def stop(self):
-        """SIGTERM; the agent must exit 0 (containers stay)."""
-        if self.proc is None:
-            return 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            rc = "timeout"
-        self.proc = None
-        return rc
-
-
-def wait_for(what, fn, timeout, interval=0.05):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            last = fn()
-        except AssertionError as e:
-            last = e
-            last_ok = False
-        else:
-            last_ok = bool(last)
-        if last_ok:
-            return last
-        time.sleep(interval)
-    raise AssertionError("%s: not within %.0f s (last: %r)" % (what, timeout, last))
-
-
-def get(cl, kind, name):
-    r = cl.aep("get", kind, name, "-o", "json", check=False)
-    if r.returncode != 0:
-        return None
-    return json.loads(r.stdout)
 
 
 def create(cl, obj):
@@ -177,119 +56,28 @@ def phase(cl, name, want):
     return p if st.get("phase") == want else None
 
 
-def node_ready(cl):
-    n = get(cl, "node", NODE)
-    if n is None:
-        return None
-    for c in n.get("status", {}).get("conditions", []):
-        if c.get("type") == "Ready" and c.get("status") == "True":
-            return n
-    return None
-
-
-# ---- set-up and clean-up ----------------------------------------------------------------
-
-
-def net_up():
-    sh("ip", "netns", "add", NETNS)
-    sh("ip", "link", "add", HOST_LINK, "type", "veth", "peer", "name", NODE_LINK,
-       "netns", NETNS)
-    sh("ip", "addr", "add", HOST_IP + "/30", "dev", HOST_LINK)
-    sh("ip", "link", "set", HOST_LINK, "up")
-    sh("ip", "-n", NETNS, "addr", "add", NODE_IP + "/30", "dev", NODE_LINK)
-    sh("ip", "-n", NETNS, "link", "set", NODE_LINK, "up")
-    sh("ip", "-n", NETNS, "link", "set", "lo", "up")
-
-
-def netns_pids():
-    """Processes in the test's network namespace (the agent, the
-    containers' monitors and the OCI runtime's calls)."""
-    try:
-        ino = os.stat("/run/netns/" + NETNS).st_ino
-    except OSError:
-        return []
-    pids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            if os.stat("/proc/%s/ns/net" % d).st_ino == ino:
-                pids.append(int(d))
-        except OSError:
-            pass
-    return pids
-
-
-def cleanup(cl, agent, ndir, uids):
-    """Everything, whatever state the test left it in."""
-    if agent is not None:
-        agent.kill9()
-    oci = os.path.join(ndir, "oci")
-    if os.path.isdir(oci):
-        r = sh("crun", "--root", oci, "list", "-q", check=False)
-        for cid in r.stdout.split():
-            sh("crun", "--root", oci, "kill", cid, "KILL", check=False)
-        time.sleep(0.2)
-        for cid in r.stdout.split():
-            sh("crun", "--root", oci, "delete", "--force", cid, check=False)
-    for pid in netns_pids():
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-    # crun's leftovers of our containers' cgroups (rmdir: only empty ones)
-    for uid in uids:
-        for base in ("/sys/fs/cgroup",):
-            try:
-                ctrls = os.listdir(base)
-            except OSError:
-                continue
-            for c in ctrls:
-                try:
-                    for d in os.listdir(os.path.join(base, c)):
-                        if uid in d:
-                            try:
-                                os.rmdir(os.path.join(base, c, d))
-                            except OSError:
-                                pass
-                except OSError:
-                    pass
-    sh("ip", "netns", "del", NETNS, check=False)  # the bridge and pod veths with it
-    sh("ip", "link", "del", HOST_LINK, check=False)
-    # mounts under the node directory live in the agent's mount namespace;
-    # should one be visible here, let it go before removing the directory
-    try:
-        with open("/proc/self/mountinfo") as f:
-            mps = [line.split()[4] for line in f if ndir in line]
-        for mp in sorted(mps, key=len, reverse=True):
-            sh("umount", "-l", mp, check=False)
-    except OSError:
-        pass
-    shutil.rmtree(ndir, ignore_errors=True)
-
-
 # ---- the test ----------------------------------------------------------------------------
 
 
 def test_node_agent():
     cl = agent = None
-    ndir = tempfile.mkdtemp(prefix="aep-node-")
-    uids = []
+    host = NodeHost(NODE)
+    ndir = host.dir
+    uids = host.uids
     ok = False
     try:
-        net_up()
-        cl = HostCluster(HOST_IP)
+        host.up()
+        cl = HostCluster(host.host_ip)
         cl.wait_leader()
         token = cl.aep("admin", "token", "create", "--description", "test_node_agent").stdout
         token = token.strip()
         tar = os.path.join(cl.dir, "busybox.tar")
         sh(AEP, "node", "image", "build-busybox", tar)
-        sh(AEP, "node", "image", "load", "busybox", tar, "--dir", ndir)
+        host.load_image("busybox", tar)
 
         # join, register
-        agent = Agent(cl, ndir, token)
-        agent.start()
-        n = wait_for("Node n1 Ready", lambda: node_ready(cl), 30)
+        agent = host.start_agent(cl, token)
+        n = wait_for("Node n1 Ready", lambda: node_ready(cl, NODE), 30)
         assert os.path.exists(os.path.join(ndir, "pki", "node.crt")), agent.log()
         mode = os.stat(os.path.join(ndir, "pki", "node.key")).st_mode & 0o777
         assert mode == 0o600, oct(mode)
@@ -297,7 +85,7 @@ def test_node_agent():
         assert cidr, n
         assert n["metadata"]["labels"] == {"region": "r1", "zone": "z1"}, n["metadata"]
         addrs = {a["type"]: a["address"] for a in n["status"]["addresses"]}
-        assert addrs.get("InternalIP") == NODE_IP, addrs
+        assert addrs.get("InternalIP") == host.node_ip, addrs
         assert n["status"]["capacity"]["pods"] == "110", n["status"]
         assert n["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("crun://"), n
         print("node n1 registered: podCIDR %s, capacity %s" % (cidr, n["status"]["capacity"]),
@@ -312,7 +100,7 @@ def test_node_agent():
                                                           time.time() - t0), flush=True)
         uids.append(web["metadata"]["uid"])
         ip = web["status"]["podIP"]
-        assert web["status"].get("hostIP") == NODE_IP, web["status"]
+        assert web["status"].get("hostIP") == host.node_ip, web["status"]
         net = cidr.split("/")[0].rsplit(".", 1)[0] + "."
         assert ip.startswith(net), (ip, cidr)
         wcs = web["status"]["containerStatuses"][0]
@@ -427,37 +215,17 @@ def test_node_agent():
         ok = True
     finally:
         if not ok:
-            if agent is not None:
-                print("agent log (end):\n" + agent.log()[-6000:])
+            print_logs(cl, [host])
+        try:
+            host.destroy()
+        finally:
             if cl is not None:
-                for nm in cl.names:
-                    try:
-                        with open(os.path.join(cl.dir, nm + ".log"), errors="replace") as lf:
-                            print("---- %s log (end):\n%s" % (nm, lf.read()[-2000:]))
-                    except OSError:
-                        pass
-        cleanup(cl, agent, ndir, uids)
-        if cl is not None:
-            cl.close()
-    leftover = sh("ip", "netns", "list").stdout
-    assert NETNS not in leftover, leftover
-    assert HOST_LINK not in sh("ip", "-o", "link").stdout
-
-
-def on_sigterm(signum, frame):
-    raise KeyboardInterrupt("SIGTERM")
+                cl.close()
+    assert host.gone() is None, host.gone()
 
 
 def main():
-    if os.geteuid() != 0:
-        print("SKIP: the node agent test needs root")
-        sys.exit(77)
-    for tool in ("crun", "ip", "nsenter", "unshare"):
-        if shutil.which(tool) is None:
-            print("SKIP: %s is not installed" % tool)
-            sys.exit(77)
-    # a SIGTERM (ctest's timeout) unwinds like Ctrl-C, through the clean-up
-    signal.signal(signal.SIGTERM, on_sigterm)
+    check_root("the node agent test")
     aeptest.run([test_node_agent])
 
 
