@@ -20,6 +20,7 @@ struct bench_cluster {
 	char leader_addr[64];
 	unsigned leader;     /* index of the leader when the run started */
 	struct aep_tls *tls; /* admin client TLS */
+	char cluster[512];   /* --initial-cluster */
 	int keep;
 };
 
@@ -29,6 +30,9 @@ void bench_cluster_stop(struct bench_cluster *c);
  * reap it; its slot is then empty (pids[i] = 0), which bench_cluster_stop
  * and the signal handler skip. Returns 0, or -1 when @i is not running. */
 int bench_cluster_kill(struct bench_cluster *c, unsigned i);
+/* Start master @i again after bench_cluster_kill (same directory: it
+ * restarts from disk); its log goes on. Returns 0, or -1 when it runs. */
+int bench_cluster_restart(struct bench_cluster *c, unsigned i);
 /* The leader as the running masters report it: 0 with its index in *@idx,
  * or -1 when none of them names a running master as leader. Blocking
  * (up to a second per master); not from inside a loop callback. */
@@ -41,6 +45,12 @@ int bench_store(int argc, char **argv);
 /* aep-bench sched (sched.c): scheduling throughput and placement checks;
  * argv[0] is "sched". Returns the exit status. */
 int bench_sched(int argc, char **argv);
+/* aep-bench failover (failover.c): kill -9 of the leader to the next
+ * acknowledged write. */
+int bench_failover(int argc, char **argv);
+
+/* The aep binary beside this aep-bench, into @out. */
+int bench_default_aep(char *out, size_t size);
 
 /* Latency samples → percentiles (sorts in place). */
 double bench_percentile(double *v, size_t n, double p);

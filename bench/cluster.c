@@ -39,6 +39,50 @@ static void on_signal(int sig)
 	raise(sig);
 }
 
+/* Fork and exec master @i (m<i+1>) of @c; its log is appended to or
+ * truncated (@log_flag O_APPEND or O_TRUNC). */
+static int start_master(struct bench_cluster *c, unsigned i, int log_flag)
+{
+	pid_t pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "aep-bench: fork: %s\n", strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		char name[16], dir[300], listen[32], peer[32], pki[300], log[300], http[32];
+		snprintf(name, sizeof(name), "m%u", i + 1);
+		snprintf(dir, sizeof(dir), "%s/%s", c->dir, name);
+		snprintf(listen, sizeof(listen), "127.0.0.1:%u", c->base + i);
+		snprintf(peer, sizeof(peer), "127.0.0.1:%u", c->base + 100 + i);
+		snprintf(pki, sizeof(pki), "%s/pki", c->dir);
+		snprintf(log, sizeof(log), "%s/%s.log", c->dir, name);
+		snprintf(http, sizeof(http), "127.0.0.1:%u", c->base + 200 + i);
+		int fd = open(log, O_WRONLY | O_CREAT | log_flag, 0644);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+			close(fd);
+		}
+		const char *inflight = getenv("AEP_BENCH_MAX_INFLIGHT");
+		/* The benchmarks register Nodes without agents: keep the
+		 * node lifecycle from declaring them lost mid-run. */
+		execl(c->aep, c->aep, "master", "--name", name, "--dir", dir, "--listen", listen,
+		      "--peer", peer, "--initial-cluster", c->cluster, "--pki", pki,
+		      "--max-inflight", inflight ? inflight : "0", "--http", http, "--node-grace",
+		      "24h", "--pod-eviction-timeout", "24h", (char *)NULL);
+		_exit(127);
+	}
+	c->pids[i] = pid;
+	return 0;
+}
+
+int bench_cluster_restart(struct bench_cluster *c, unsigned i)
+{
+	if (i >= c->n || c->pids[i] > 0)
+		return -1;
+	return start_master(c, i, O_APPEND);
+}
+
 int bench_cluster_start(struct bench_cluster *c, unsigned n, unsigned base, const char *aep)
 {
 	memset(c->pids, 0, sizeof(c->pids));
@@ -78,35 +122,10 @@ int bench_cluster_start(struct bench_cluster *c, unsigned n, unsigned base, cons
 		fprintf(stderr, "aep-bench: TLS: %s\n", e.msg);
 		return 1;
 	}
+	snprintf(c->cluster, sizeof(c->cluster), "%s", cluster);
 	for (unsigned i = 0; i < n; i++) {
-		pid_t pid = fork();
-		if (pid < 0)
+		if (start_master(c, i, O_TRUNC) != 0)
 			return 1;
-		if (pid == 0) {
-			char dir[300], listen[32], peer[32], pki[300], log[300], http[32];
-			snprintf(dir, sizeof(dir), "%s/%s", c->dir, names[i]);
-			snprintf(listen, sizeof(listen), "127.0.0.1:%u", base + i);
-			snprintf(peer, sizeof(peer), "127.0.0.1:%u", base + 100 + i);
-			snprintf(pki, sizeof(pki), "%s/pki", c->dir);
-			snprintf(log, sizeof(log), "%s/%s.log", c->dir, names[i]);
-			snprintf(http, sizeof(http), "127.0.0.1:%u", base + 200 + i);
-			int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-			if (fd >= 0) {
-				dup2(fd, 1);
-				dup2(fd, 2);
-				close(fd);
-			}
-			const char *inflight = getenv("AEP_BENCH_MAX_INFLIGHT");
-			/* The benchmarks register Nodes without agents: keep the
-			 * node lifecycle from declaring them lost mid-run. */
-			execl(c->aep, c->aep, "master", "--name", names[i], "--dir", dir,
-			      "--listen", listen, "--peer", peer, "--initial-cluster", cluster,
-			      "--pki", pki, "--max-inflight", inflight ? inflight : "0", "--http",
-			      http, "--node-grace", "24h", "--pod-eviction-timeout", "24h",
-			      (char *)NULL);
-			_exit(127);
-		}
-		c->pids[i] = pid;
 	}
 	char leader[32] = "";
 	time_t deadline = time(NULL) + 60;
@@ -201,6 +220,22 @@ int bench_cluster_leader(struct bench_cluster *c, unsigned *idx)
 		}
 	}
 	return -1;
+}
+
+int bench_default_aep(char *out, size_t size)
+{
+	/* build/aep-bench → build/aep */
+	char self[4000];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		return -1;
+	self[n] = '\0';
+	char *slash = strrchr(self, '/');
+	if (slash == NULL)
+		return -1;
+	*slash = '\0';
+	snprintf(out, size, "%s/aep", self);
+	return 0;
 }
 
 static int cmp_double(const void *a, const void *b)

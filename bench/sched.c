@@ -1835,19 +1835,8 @@ static int parse_opts(int argc, char **argv, struct sched_opts *o)
 	struct aep_error qe = {0};
 	aep_quantity_parse(o->cpu, strlen(o->cpu), &o->cpu_milli, &qe);
 	aep_quantity_parse(o->mem, strlen(o->mem), &o->mem_milli, &qe);
-	if (o->aep[0] == '\0') {
-		/* build/aep-bench → build/aep */
-		char self[4000];
-		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-		if (n <= 0)
-			return 1;
-		self[n] = '\0';
-		char *slash = strrchr(self, '/');
-		if (slash == NULL)
-			return 1;
-		*slash = '\0';
-		snprintf(o->aep, sizeof(o->aep), "%s/aep", self);
-	}
+	if (o->aep[0] == '\0' && bench_default_aep(o->aep, sizeof(o->aep)) != 0)
+		return 1;
 	return 0;
 }
 

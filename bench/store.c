@@ -170,17 +170,8 @@ int bench_store(int argc, char **argv)
 		return 2;
 	if (conns > clients)
 		conns = clients;
-	if (aep[0] == '\0') {
-		/* build/aep-bench → build/aep */
-		char self[4000];
-		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-		if (n <= 0)
-			return 1;
-		self[n] = '\0';
-		char *slash = strrchr(self, '/');
-		*slash = '\0';
-		snprintf(aep, sizeof(aep), "%s/aep", self);
-	}
+	if (aep[0] == '\0' && bench_default_aep(aep, sizeof(aep)) != 0)
+		return 1;
 	signal(SIGPIPE, SIG_IGN);
 
 	struct bench_cluster cl;

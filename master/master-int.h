@@ -85,6 +85,8 @@ struct master {
 	unsigned snapshot_threshold;
 	unsigned snapshot_trailing;
 	unsigned max_inflight;
+	int64_t election_timeout_ms;
+	int64_t heartbeat_ms;
 
 	struct aep_store *store;
 	struct aep_raft *raft;

@@ -27,6 +27,7 @@ static void usage(FILE *f)
 	    "                  [--max-inflight N] [--scheduler-policy FILE]\n"
 	    "                  [--cluster-cidr CIDR] [--node-cidr-size N]\n"
 	    "                  [--node-grace DURATION] [--pod-eviction-timeout DURATION]\n"
+	    "                  [--election-timeout DURATION] [--heartbeat-interval DURATION]\n"
 	    "\n"
 	    "  --name               this master's name, one of --initial-cluster\n"
 	    "  --dir                data directory (Raft log and snapshots)\n"
@@ -39,6 +40,11 @@ static void usage(FILE *f)
 	    "  --snapshot-threshold entries between snapshots (default 8192)\n"
 	    "  --snapshot-trailing  entries kept behind a snapshot (default 2048)\n"
 	    "  --max-inflight       Raft entries in flight at once (group commit; default 4)\n"
+	    "  --election-timeout   a follower that hears nothing from the leader for this\n"
+	    "                       long (drawn from [T, 2T)) starts an election; the same on\n"
+	    "                       every master (default 500ms, from 100ms to 60s)\n"
+	    "  --heartbeat-interval how often the leader reaches every follower (default\n"
+	    "                       50ms; at most a fifth of the election timeout)\n"
 	    "  --scheduler-policy   predicates and priorities (YAML or JSON, OpenShift's\n"
 	    "                       scheduler.json shape) instead of the default: region\n"
 	    "                       affinity and zone anti-affinity on the basic predicates\n"
@@ -49,6 +55,22 @@ static void usage(FILE *f)
 	    "                       becomes Ready=False (default 40s)\n"
 	    "  --pod-eviction-timeout\n"
 	    "                       then, after this long, its pods are deleted (default 5m)\n");
+}
+
+/* A whole decimal number; 0 keeps the default (NULL: leave *@out as is). */
+static int parse_count(const char *s, const char *flag, unsigned *out, struct aep_error *e)
+{
+	char *end;
+	if (s == NULL)
+		return 0;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (*s < '0' || *s > '9' || *end != '\0' || errno != 0 || v > 1000000000)
+		return aep_errorf(e, AEP_EINVALID,
+				  "%s %s: want a whole number from 0 (the default) to 1000000000",
+				  flag, s);
+	*out = (unsigned)v;
+	return 0;
 }
 
 /* "m1=127.0.0.1:7101,m2=..." into peers (pointing into @spec, modified). */
@@ -191,6 +213,8 @@ int aep_master_main(int argc, char **argv)
 	    {"node-cidr-size", required_argument, NULL, 'Z'},
 	    {"node-grace", required_argument, NULL, 'G'},
 	    {"pod-eviction-timeout", required_argument, NULL, 'E'},
+	    {"election-timeout", required_argument, NULL, 'L'},
+	    {"heartbeat-interval", required_argument, NULL, 'H'},
 	    {"help", no_argument, NULL, '?'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -201,6 +225,8 @@ int aep_master_main(int argc, char **argv)
 	const char *policy = NULL;
 	const char *cluster_cidr = "10.128.0.0/14", *node_cidr_size = "24";
 	const char *node_grace = "40s", *pod_eviction = "5m";
+	const char *election = "500ms", *heartbeat = "50ms";
+	const char *threshold = NULL, *trailing = NULL, *inflight = NULL;
 	char pki_default[PATH_MAX];
 	int c;
 	optind = 1;
@@ -214,9 +240,11 @@ int aep_master_main(int argc, char **argv)
 		case 'c': cluster = optarg; break;
 		case 'k': m.pki = optarg; break;
 		case 'h': m.http = optarg; break;
-		case 'T': m.snapshot_threshold = (unsigned)strtoul(optarg, NULL, 10); break;
-		case 'R': m.snapshot_trailing = (unsigned)strtoul(optarg, NULL, 10); break;
-		case 'I': m.max_inflight = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'T': threshold = optarg; break;
+		case 'R': trailing = optarg; break;
+		case 'I': inflight = optarg; break;
+		case 'L': election = optarg; break;
+		case 'H': heartbeat = optarg; break;
 		case 'S': policy = optarg; break;
 		case 'C': cluster_cidr = optarg; break;
 		case 'Z': node_cidr_size = optarg; break;
@@ -242,8 +270,22 @@ int aep_master_main(int argc, char **argv)
 	if (master__nodes_parse_cidr(&m, cluster_cidr, node_cidr_size, &e) != 0 ||
 	    master__parse_duration(node_grace, "--node-grace", &m.node_grace_ms, &e) != 0 ||
 	    master__parse_duration(pod_eviction, "--pod-eviction-timeout", &m.pod_eviction_ms,
-				   &e) != 0) {
+				   &e) != 0 ||
+	    aep_parse_duration(election, "--election-timeout", 100, 60000, &m.election_timeout_ms,
+			       &e) != 0 ||
+	    aep_parse_duration(heartbeat, "--heartbeat-interval", 1, 60000, &m.heartbeat_ms, &e) !=
+		0 ||
+	    parse_count(threshold, "--snapshot-threshold", &m.snapshot_threshold, &e) != 0 ||
+	    parse_count(trailing, "--snapshot-trailing", &m.snapshot_trailing, &e) != 0 ||
+	    parse_count(inflight, "--max-inflight", &m.max_inflight, &e) != 0) {
 		fprintf(stderr, "aep master: %s\n", e.msg);
+		return 2;
+	}
+	if (m.heartbeat_ms * 5 > m.election_timeout_ms) {
+		fprintf(stderr,
+			"aep master: --heartbeat-interval %s is more than a fifth of "
+			"--election-timeout %s\n",
+			heartbeat, election);
 		return 2;
 	}
 	char *cluster_copy = aep_strdup(cluster);
@@ -301,6 +343,8 @@ int aep_master_main(int argc, char **argv)
 	    .snapshot_threshold = m.snapshot_threshold,
 	    .snapshot_trailing = m.snapshot_trailing,
 	    .max_inflight = m.max_inflight,
+	    .election_timeout_ms = (unsigned)m.election_timeout_ms,
+	    .heartbeat_timeout_ms = (unsigned)m.heartbeat_ms,
 	    .on_leadership = master__leadership,
 	    .on_applied = master__applied,
 	    .data = &m,
