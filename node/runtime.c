@@ -346,6 +346,7 @@ struct adopt_pod {
 	struct adopt_pod *next;
 	struct aep_object *obj;
 	char ip[16], veth[16];
+	int64_t start_ns; /* its start time as recorded, or -1 */
 	struct adopt_ctr ctrs[NODE__CTR_MAX];
 };
 
@@ -447,21 +448,27 @@ static int64_t file_mtime_ns(const char *path)
 }
 
 /* The exit code in @path, or -1. */
-static int read_int_file(const char *path)
+/* A decimal number from @path in [0, @max], or -1. */
+static long long read_num_file(const char *path, long long max)
 {
 	struct aep_buf b;
 	struct aep_error e;
-	int v = -1;
+	long long v = -1;
 
 	aep_buf_init(&b);
 	if (node__read_file(path, 32, &b, &e) == 0 && aep_buf_append(&b, "", 1) == 0) {
 		char *end;
-		long l = strtol(b.data, &end, 10);
-		if (end != b.data && l >= 0 && l < 1000000)
-			v = (int)l;
+		long long l = strtoll(b.data, &end, 10);
+		if (end != b.data && l >= 0 && l <= max)
+			v = l;
 	}
 	aep_buf_free(&b);
 	return v;
+}
+
+static int read_int_file(const char *path)
+{
+	return (int)read_num_file(path, 999999);
 }
 
 static void work_sandbox(struct job *j)
@@ -485,6 +492,12 @@ static void work_sandbox(struct job *j)
 	}
 	if ((j->rc = node__path(path, &j->e, "%s/pod.mp", p->dir)) != 0 ||
 	    (j->rc = node__write_file(path, p->obj->data, p->obj->len, &j->e)) != 0)
+		goto err_after_net;
+	/* The pod's start time, for the agent that adopts it after a restart. */
+	char start[24];
+	int n = snprintf(start, sizeof(start), "%lld\n", (long long)p->start_ns);
+	if ((j->rc = node__path(path, &j->e, "%s/start", p->dir)) != 0 ||
+	    (j->rc = node__write_file(path, start, (size_t)n, &j->e)) != 0)
 		goto err_after_net;
 	return;
 
@@ -1248,6 +1261,8 @@ static void work_adopt(struct job *j)
 				sscanf(nb.data, "%15s %15s", ap->ip, ap->veth);
 			aep_buf_free(&nb);
 		}
+		if (node__path(path, &e, "%s/start", pdir) == 0)
+			ap->start_ns = read_num_file(path, INT64_MAX);
 		for (size_t i = 0; i < tmp->nctr; i++) {
 			adopt_ctr(rt, tmp->uid, tmp->ctrs[i].name, &ap->ctrs[i]);
 			aep_buf_printf(&known, "%s\n", tmp->ctrs[i].id);
@@ -1297,7 +1312,9 @@ static void after_adopt(struct job *j)
 		    pod_parse(rt, ap->obj, &p, &e) == 0) {
 			pod_list(rt, p);
 			p->sandbox = true;
-			p->start_ns = aep_now_realtime_ns();
+			/* The pod keeps the start time it had before the
+			 * agent restarted. */
+			p->start_ns = ap->start_ns > 0 ? ap->start_ns : aep_now_realtime_ns();
 			snprintf(p->ip, sizeof(p->ip), "%s", ap->ip);
 			snprintf(p->veth, sizeof(p->veth), "%s", ap->veth);
 			for (size_t i = 0; i < p->nctr; i++) {

@@ -158,11 +158,12 @@ def test_node_agent():
         assert cs2["state"]["running"]["startedAt"] == wcs["state"]["running"]["startedAt"], \
             (cs2, wcs)
         assert not re.search(r"\): run$", agent.log()[mark:], re.M), agent.log()[mark:]
+        assert web2["status"].get("startTime") == web["status"].get("startTime"), \
+            (web2["status"], web["status"])
         r = cl.aep("exec", "client", "--", "wget", "-q", "-O", "-", "http://%s/" % ip)
         assert r.stdout == "hello from aep\n", r.stdout
-        print("agent restarted: web kept %s, restartCount 0 (pod startTime %s, before %s)" % (
-            cs2["containerID"], web2["status"].get("startTime"), web["status"].get("startTime")),
-            flush=True)
+        print("agent restarted: web kept %s, restartCount 0 and startTime %s" % (
+            cs2["containerID"], web2["status"].get("startTime")), flush=True)
 
         # kill -9 the leader: the agent registers with the new one within 2 s
         leader = cl.wait_leader()
@@ -190,12 +191,14 @@ def test_node_agent():
               "%.2f s (%.2f s after the election)" % (
                   leader, new_leader, t_elected - t_kill, t_session - t_kill,
                   t_session - t_elected), flush=True)
-        # The election alone takes 1 to 2 s (libraft draws the election
-        # timeout from [1 s, 2 s)); the agent's part is what follows it.
+        # The election takes 0.5 to 1 s (libraft draws the election timeout
+        # from [T, 2T), T = --election-timeout, 500 ms); the agent's part is
+        # what follows it. One election round must end within 2 s of the kill
+        # (a split vote, rare with pre-vote, takes another round).
         assert t_session - t_elected <= 0.5, "the agent took %.2f s after the election" % (
             t_session - t_elected)
-        if t_elected - t_kill <= 2.0:  # one election round (a split vote takes another)
-            assert t_session - t_kill <= 2.5, "session on the new leader %.2f s after the " \
+        if t_elected - t_kill <= 1.2:
+            assert t_session - t_kill <= 2.0, "session on the new leader %.2f s after the " \
                 "kill" % (t_session - t_kill)
 
         # the new session works: a deleted pod is killed on the node
