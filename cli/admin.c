@@ -21,7 +21,6 @@
 #include <string.h>
 
 #define MEMBER_TIMEOUT_MS 2000u
-#define CONFLICT_RETRIES  5
 
 /* ---- version ------------------------------------------------------------------------ */
 
@@ -246,65 +245,52 @@ static json_t *node_params(const char *name)
 	return json_pack("{s:s, s:s}", "kind", "Node", "name", name);
 }
 
+struct sched_edit {
+	bool schedulable;
+	bool was; /* spec.unschedulable as read */
+};
+
+static enum cli__mod sched_mutate(json_t *obj, void *data)
+{
+	struct sched_edit *se = data;
+	json_t *spec = json_object_get(obj, "spec");
+	se->was = json_is_true(json_object_get(spec, "unschedulable"));
+	if (se->was == !se->schedulable)
+		return CLI__SKIP;
+	if (!json_is_object(spec)) {
+		spec = json_object();
+		if (spec == NULL || json_object_set_new(obj, "spec", spec) != 0) {
+			fprintf(stderr, "error: out of memory\n");
+			return CLI__FAIL;
+		}
+	}
+	int rv = se->schedulable ? json_object_del(spec, "unschedulable")
+				 : json_object_set_new(spec, "unschedulable", json_true());
+	if (rv != 0) {
+		fprintf(stderr, "error: out of memory\n");
+		return CLI__FAIL;
+	}
+	return CLI__WRITE;
+}
+
 /* Make @name's spec.unschedulable say !@schedulable. *@unschedulable gets
  * the state the node is left in. Returns 0, or 1 after printing an error. */
 static int set_schedulable(struct cli *c, const char *name, bool schedulable, bool *unschedulable)
 {
-	struct aep_error e = {0};
-	for (int attempt = 0;; attempt++) {
-		struct cli__reply r;
-		if (cli__call(c, "get", node_params(name), &r, &e) != 0) {
-			if (e.code == AEP_ENOTFOUND)
-				aep_errorf(&e, AEP_ENOTFOUND, "nodes \"%s\" not found", name);
-			cli__report(&e);
-			return 1;
-		}
-		json_t *obj = cli__mp_to_json(&r.obj);
-		cli__reply_free(&r);
-		if (obj == NULL) {
-			fprintf(stderr, "error: out of memory\n");
-			return 1;
-		}
-		json_t *spec = json_object_get(obj, "spec");
-		bool was = json_is_true(json_object_get(spec, "unschedulable"));
-		if (was == !schedulable) {
-			json_decref(obj);
-			*unschedulable = was;
-			printf("node/%s already %s\n", name, was ? "unschedulable" : "schedulable");
-			return 0;
-		}
-		if (!json_is_object(spec)) {
-			spec = json_object();
-			if (spec == NULL || json_object_set_new(obj, "spec", spec) != 0) {
-				json_decref(obj);
-				fprintf(stderr, "error: out of memory\n");
-				return 1;
-			}
-		}
-		int rv = schedulable
-			     ? json_object_del(spec, "unschedulable") != 0 ? AEP_EINTERNAL : 0
-			     : json_object_set_new(spec, "unschedulable", json_true());
-		if (rv != 0) {
-			json_decref(obj);
-			fprintf(stderr, "error: out of memory\n");
-			return 1;
-		}
-		/* obj still carries the resourceVersion it was read at */
-		rv = cli__call(c, "update", json_pack("{s:o}", "object", obj), &r, &e);
-		if (rv == AEP_ECONFLICT && attempt < CONFLICT_RETRIES)
-			continue;
-		if (rv != 0) {
-			if (e.code == AEP_ENOTFOUND)
-				aep_errorf(&e, AEP_ENOTFOUND, "nodes \"%s\" not found", name);
-			cli__report(&e);
-			return 1;
-		}
-		cli__reply_free(&r);
+	struct sched_edit se = {.schedulable = schedulable};
+	switch (cli__modify(c, aep_kind_info(AEP_KIND_NODE), NULL, name, sched_mutate, &se)) {
+	case CLI__SKIP:
+		*unschedulable = se.was;
+		printf("node/%s already %s\n", name, se.was ? "unschedulable" : "schedulable");
+		return 0;
+	case CLI__WRITE:
 		*unschedulable = !schedulable;
 		printf("node/%s marked %s\n", name, schedulable ? "schedulable" : "unschedulable");
 		fflush(stdout);
 		return 0;
+	case CLI__FAIL: break;
 	}
+	return 1;
 }
 
 /* Is @name marked unschedulable? 0 and *@out, or 1 after printing an error. */

@@ -129,6 +129,45 @@ const struct aep_kind_info *cli__kind(const char *s, size_t len, struct aep_erro
 	return ki;
 }
 
+enum cli__mod cli__modify(struct cli *c, const struct aep_kind_info *ki, const char *ns,
+			  const char *name, enum cli__mod (*fn)(json_t *obj, void *data),
+			  void *data)
+{
+	struct aep_error e = {0};
+	for (int attempt = 0;; attempt++) {
+		struct cli__reply r;
+		json_t *params = json_pack("{s:s, s:s}", "kind", ki->name, "name", name);
+		if (params != NULL && ki->namespaced)
+			json_object_set_new(params, "namespace", json_string(ns ? ns : "default"));
+		if (cli__call(c, "get", params, &r, &e) != 0)
+			goto fail;
+		json_t *obj = cli__mp_to_json(&r.obj);
+		cli__reply_free(&r);
+		if (obj == NULL) {
+			fprintf(stderr, "error: out of memory\n");
+			return CLI__FAIL;
+		}
+		enum cli__mod what = fn(obj, data);
+		if (what != CLI__WRITE) {
+			json_decref(obj);
+			return what;
+		}
+		/* obj still carries the resourceVersion it was read at */
+		int rv = cli__call(c, "update", json_pack("{s:o}", "object", obj), &r, &e);
+		if (rv == AEP_ECONFLICT && attempt < CLI__CONFLICT_RETRIES)
+			continue;
+		if (rv != 0)
+			goto fail;
+		cli__reply_free(&r);
+		return CLI__WRITE;
+	}
+fail:
+	if (e.code == AEP_ENOTFOUND)
+		cli__not_found(&e, ki, name);
+	cli__report(&e);
+	return CLI__FAIL;
+}
+
 const char *cli__namespace(const struct cli *c, const struct aep_kind_info *ki)
 {
 	if (!ki->namespaced || c->o.all_ns)

@@ -176,6 +176,18 @@ void cli__run(struct cli *c);
 void cli__report(const struct aep_error *e);
 /* Fill @e with kubectl's NotFound message: pods "web" not found. */
 int cli__not_found(struct aep_error *e, const struct aep_kind_info *ki, const char *name);
+/* Read-modify-write of one object: read it, let @fn change the JSON in
+ * place, and update it with the resourceVersion it was read at as a
+ * precondition, reading again when the masters answer Conflict (a few
+ * times). @fn answers CLI__WRITE (changed), CLI__SKIP (nothing to change:
+ * no write) or CLI__FAIL (it printed an error). Returns CLI__WRITE once
+ * written, CLI__SKIP, or CLI__FAIL after printing an error (NotFound as
+ * kubectl says it). @ns is ignored for cluster-scoped kinds. */
+enum cli__mod { CLI__WRITE, CLI__SKIP, CLI__FAIL };
+#define CLI__CONFLICT_RETRIES 5
+enum cli__mod cli__modify(struct cli *c, const struct aep_kind_info *ki, const char *ns,
+			  const char *name, enum cli__mod (*fn)(json_t *obj, void *data),
+			  void *data);
 /* The kind named by @s (Kind, plural, singular or short name), or NULL
  * with @e set to kubectl's "doesn't have a resource type" error. */
 const struct aep_kind_info *cli__kind(const char *s, size_t len, struct aep_error *e);

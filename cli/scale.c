@@ -16,8 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CONFLICT_RETRIES 5
-#define REPLICAS_MAX	 1000000 /* a sanity bound, far above any cluster's room */
+#define REPLICAS_MAX 1000000 /* a sanity bound, far above any cluster's room */
 
 static const char scale_usage[] = "usage: aep scale rc/NAME --replicas=N [--current-replicas=M] "
 				  "[-n NAMESPACE] (or: aep scale rc NAME --replicas=N)";
@@ -56,70 +55,45 @@ static int64_t spec_replicas(json_t *obj)
 	return json_is_integer(r) ? (int64_t)json_integer_value(r) : 0;
 }
 
+struct scale_edit {
+	int64_t replicas, current;
+};
+
+static enum cli__mod scale_mutate(json_t *obj, void *data)
+{
+	struct scale_edit *se = data;
+	int64_t was = spec_replicas(obj);
+	if (se->current >= 0 && was != se->current) {
+		fprintf(stderr, "error: Expected replicas to be %" PRId64 ", was %" PRId64 "\n",
+			se->current, was);
+		return CLI__FAIL;
+	}
+	json_t *spec = json_object_get(obj, "spec");
+	if (was == se->replicas && json_is_integer(json_object_get(spec, "replicas")))
+		return CLI__SKIP;
+	if (!json_is_object(spec)) {
+		spec = json_object();
+		if (spec == NULL || json_object_set_new(obj, "spec", spec) != 0) {
+			fprintf(stderr, "error: out of memory\n");
+			return CLI__FAIL;
+		}
+	}
+	if (json_object_set_new(spec, "replicas", json_integer(se->replicas)) != 0) {
+		fprintf(stderr, "error: out of memory\n");
+		return CLI__FAIL;
+	}
+	return CLI__WRITE;
+}
+
 static int scale_one(struct cli *c, const struct aep_kind_info *ki, const char *name,
 		     int64_t replicas, int64_t current)
 {
+	struct scale_edit se = {.replicas = replicas, .current = current};
 	const char *ns = c->o.ns != NULL ? c->o.ns : "default";
-	struct aep_error e = {0};
-	for (int attempt = 0;; attempt++) {
-		struct cli__reply r;
-		if (cli__call(c, "get",
-			      json_pack("{s:s, s:s, s:s}", "kind", ki->name, "namespace", ns,
-					"name", name),
-			      &r, &e) != 0) {
-			if (e.code == AEP_ENOTFOUND)
-				cli__not_found(&e, ki, name);
-			cli__report(&e);
-			return 1;
-		}
-		json_t *obj = cli__mp_to_json(&r.obj);
-		cli__reply_free(&r);
-		if (obj == NULL) {
-			fprintf(stderr, "error: out of memory\n");
-			return 1;
-		}
-		int64_t was = spec_replicas(obj);
-		if (current >= 0 && was != current) {
-			json_decref(obj);
-			fprintf(stderr,
-				"error: Expected replicas to be %" PRId64 ", was %" PRId64 "\n",
-				current, was);
-			return 1;
-		}
-		if (was == replicas &&
-		    json_is_integer(json_object_get(json_object_get(obj, "spec"), "replicas"))) {
-			json_decref(obj);
-			printf("%s/%s scaled\n", ki->singular, name);
-			return 0;
-		}
-		json_t *spec = json_object_get(obj, "spec");
-		if (!json_is_object(spec)) {
-			spec = json_object();
-			if (spec == NULL || json_object_set_new(obj, "spec", spec) != 0) {
-				json_decref(obj);
-				fprintf(stderr, "error: out of memory\n");
-				return 1;
-			}
-		}
-		if (json_object_set_new(spec, "replicas", json_integer(replicas)) != 0) {
-			json_decref(obj);
-			fprintf(stderr, "error: out of memory\n");
-			return 1;
-		}
-		/* obj still carries the resourceVersion it was read at */
-		int rv = cli__call(c, "update", json_pack("{s:o}", "object", obj), &r, &e);
-		if (rv == AEP_ECONFLICT && attempt < CONFLICT_RETRIES)
-			continue;
-		if (rv != 0) {
-			if (e.code == AEP_ENOTFOUND)
-				cli__not_found(&e, ki, name);
-			cli__report(&e);
-			return 1;
-		}
-		cli__reply_free(&r);
-		printf("%s/%s scaled\n", ki->singular, name);
-		return 0;
-	}
+	if (cli__modify(c, ki, ns, name, scale_mutate, &se) == CLI__FAIL)
+		return 1;
+	printf("%s/%s scaled\n", ki->singular, name);
+	return 0;
 }
 
 int cli__cmd_scale(struct cli *c)

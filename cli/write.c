@@ -10,8 +10,6 @@
 
 #include <string.h>
 
-#define CONFLICT_RETRIES 5
-
 /* ---- objects from manifests ----------------------------------------------------- */
 
 struct item {
@@ -309,7 +307,7 @@ static int apply_one(struct cli *c, const struct item *it, enum apply_result *re
 		int rv = cli__call(c, "get", name_params(it->ki, it->ns, it->name), &r, e);
 		if (rv == AEP_ENOTFOUND) {
 			rv = create_one(c, it->obj, it->ki, it->name, e);
-			if (rv == AEP_EEXISTS && attempt < CONFLICT_RETRIES)
+			if (rv == AEP_EEXISTS && attempt < CLI__CONFLICT_RETRIES)
 				continue; /* created meanwhile: update it instead */
 			*res = APPLY_CREATED;
 			return rv;
@@ -333,9 +331,9 @@ static int apply_one(struct cli *c, const struct item *it, enum apply_result *re
 		rv = cli__call(c, "update", json_pack("{s:o}", "object", want), &r, e);
 		if (rv == AEP_ECONFLICT && c->retried)
 			maybe_updated = true;
-		if (rv == AEP_ECONFLICT && attempt < CONFLICT_RETRIES)
+		if (rv == AEP_ECONFLICT && attempt < CLI__CONFLICT_RETRIES)
 			continue;
-		if (rv == AEP_ENOTFOUND && attempt < CONFLICT_RETRIES)
+		if (rv == AEP_ENOTFOUND && attempt < CLI__CONFLICT_RETRIES)
 			continue; /* deleted meanwhile: create it */
 		if (rv != 0)
 			return rv;
@@ -548,77 +546,65 @@ static int parse_label_changes(struct cli *c, size_t first, struct label_change 
 
 enum label_result { LABELED, UNLABELED, NOT_LABELED };
 
+struct label_edit {
+	const struct label_change *ch;
+	size_t n;
+	bool overwrite;
+	const char *plural, *name;
+	bool added, removed;
+};
+
+static enum cli__mod label_mutate(json_t *obj, void *data)
+{
+	struct label_edit *le = data;
+	json_t *meta = json_object_get(obj, "metadata");
+	if (!json_is_object(meta)) {
+		fprintf(stderr, "error: %s \"%s\": object has no metadata\n", le->plural, le->name);
+		return CLI__FAIL;
+	}
+	json_t *labels = json_object_get(meta, "labels");
+	if (!json_is_object(labels)) {
+		labels = json_object();
+		json_object_set_new(meta, "labels", labels);
+	}
+	le->added = le->removed = false;
+	for (size_t i = 0; i < le->n; i++) {
+		const struct label_change *ch = &le->ch[i];
+		json_t *cur = json_object_get(labels, ch->key);
+		if (ch->value == NULL) {
+			if (cur == NULL) {
+				fprintf(stderr, "label \"%s\" not found.\n", ch->key);
+				continue;
+			}
+			json_object_del(labels, ch->key);
+			le->removed = true;
+			continue;
+		}
+		if (json_is_string(cur) && strcmp(json_string_value(cur), ch->value) == 0)
+			continue;
+		if (cur != NULL && !le->overwrite) {
+			fprintf(stderr,
+				"error: '%s' already has a value (%s), and --overwrite is false\n",
+				ch->key, json_is_string(cur) ? json_string_value(cur) : "");
+			return CLI__FAIL;
+		}
+		json_object_set_new(labels, ch->key, json_string(ch->value));
+		le->added = true;
+	}
+	return le->added || le->removed ? CLI__WRITE : CLI__SKIP;
+}
+
 static int label_one(struct cli *c, const struct aep_kind_info *ki, const char *name,
 		     const struct label_change *ch, size_t n, enum label_result *res)
 {
-	struct aep_error e = {0};
-	const char *ns = cli__namespace(c, ki);
-	for (int attempt = 0;; attempt++) {
-		struct cli__reply r;
-		if (cli__call(c, "get", name_params(ki, ns, name), &r, &e) != 0) {
-			if (e.code == AEP_ENOTFOUND)
-				cli__not_found(&e, ki, name);
-			cli__report(&e);
-			return 1;
-		}
-		json_t *obj = cli__mp_to_json(&r.obj);
-		cli__reply_free(&r);
-		json_t *meta = json_object_get(obj, "metadata");
-		if (!json_is_object(meta)) {
-			json_decref(obj);
-			fprintf(stderr, "error: %s \"%s\": object has no metadata\n", ki->plural,
-				name);
-			return 1;
-		}
-		json_t *labels = json_object_get(meta, "labels");
-		if (!json_is_object(labels)) {
-			labels = json_object();
-			json_object_set_new(meta, "labels", labels);
-		}
-		bool added = false, removed = false;
-		for (size_t i = 0; i < n; i++) {
-			json_t *cur = json_object_get(labels, ch[i].key);
-			if (ch[i].value == NULL) {
-				if (cur == NULL) {
-					fprintf(stderr, "label \"%s\" not found.\n", ch[i].key);
-					continue;
-				}
-				json_object_del(labels, ch[i].key);
-				removed = true;
-				continue;
-			}
-			if (json_is_string(cur) && strcmp(json_string_value(cur), ch[i].value) == 0)
-				continue;
-			if (cur != NULL && !c->o.overwrite) {
-				fprintf(stderr,
-					"error: '%s' already has a value (%s), and --overwrite is "
-					"false\n",
-					ch[i].key,
-					json_is_string(cur) ? json_string_value(cur) : "");
-				json_decref(obj);
-				return 1;
-			}
-			json_object_set_new(labels, ch[i].key, json_string(ch[i].value));
-			added = true;
-		}
-		if (!added && !removed) {
-			json_decref(obj);
-			*res = NOT_LABELED;
-			return 0;
-		}
-		int rv = cli__call(c, "update", json_pack("{s:o}", "object", obj), &r, &e);
-		if (rv == AEP_ECONFLICT && attempt < CONFLICT_RETRIES)
-			continue;
-		if (rv != 0) {
-			if (e.code == AEP_ENOTFOUND)
-				cli__not_found(&e, ki, name);
-			cli__report(&e);
-			return 1;
-		}
-		cli__reply_free(&r);
-		*res = added ? LABELED : UNLABELED;
-		return 0;
+	struct label_edit le = {
+	    .ch = ch, .n = n, .overwrite = c->o.overwrite, .plural = ki->plural, .name = name};
+	switch (cli__modify(c, ki, cli__namespace(c, ki), name, label_mutate, &le)) {
+	case CLI__WRITE: *res = le.added ? LABELED : UNLABELED; return 0;
+	case CLI__SKIP: *res = NOT_LABELED; return 0;
+	case CLI__FAIL: break;
 	}
+	return 1;
 }
 
 int cli__cmd_label(struct cli *c)
