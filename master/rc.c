@@ -12,7 +12,7 @@
  * A dirty RC is reconciled on the loop's idle turn: missing pods are
  * created from the template (named <rc>-<5 random characters>, at most
  * RC_BURST per RC per turn), surplus pods deleted (unbound ones first,
- * then the newest), both through Raft like any client's write. Writes in
+ * then those not running yet, then the youngest), both through Raft like any client's write. Writes in
  * flight are "expectations": the count plus the creates minus the deletes
  * in flight is what the RC will have, so a turn never creates a pod twice.
  * status.replicas is written back when it changed, at most once a second
@@ -140,19 +140,31 @@ static void mark_dirty(struct master_rc *mr, struct rc *rc)
 
 /* ---- reading objects ------------------------------------------------------ */
 
-static bool pod_terminal(const struct aep_object *pod)
+enum pod_phase { PHASE_PENDING, PHASE_RUNNING, PHASE_DONE };
+
+/* status.phase of @pod: Pending (or none, or unknown), Running, or done
+ * (Succeeded, Failed). */
+static enum pod_phase pod_phase(const struct aep_object *pod)
 {
 	msgpack_zone zone;
 	msgpack_object o;
 	struct aep_error e = {0};
-	bool terminal = false;
+	enum pod_phase phase = PHASE_PENDING;
 	msgpack_zone_init(&zone, 1024);
 	if (aep_mp_unpack(pod->data, pod->len, &zone, &o, &e) == 0) {
 		const msgpack_object *ph = aep_mp_map_get(aep_mp_map_get(&o, "status"), "phase");
-		terminal = aep_mp_str_eq(ph, "Succeeded") || aep_mp_str_eq(ph, "Failed");
+		if (aep_mp_str_eq(ph, "Succeeded") || aep_mp_str_eq(ph, "Failed"))
+			phase = PHASE_DONE;
+		else if (aep_mp_str_eq(ph, "Running"))
+			phase = PHASE_RUNNING;
 	}
 	msgpack_zone_destroy(&zone);
-	return terminal;
+	return phase;
+}
+
+static bool pod_terminal(const struct aep_object *pod)
+{
+	return pod_phase(pod) == PHASE_DONE;
 }
 
 /* spec.replicas (default 1) and the selector (the template's labels when
@@ -559,60 +571,70 @@ static int create_pod(struct master_rc *mr, struct rc *rc, const msgpack_object 
 	return rv;
 }
 
+struct victim {
+	struct aep_object *pod;
+	enum pod_phase phase;
+};
+
 struct victims {
-	struct aep_object **pods;
+	struct victim *pods;
 	size_t n, cap;
 };
 
 static int collect_victim(const struct aep_object *o, void *data)
 {
 	struct victims *v = data;
-	if (pod_terminal(o))
+	enum pod_phase phase = pod_phase(o);
+	if (phase == PHASE_DONE)
 		return 0;
 	if (v->n == v->cap) {
 		size_t cap = v->cap ? v->cap * 2 : 64;
-		/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
-		struct aep_object **p = aep_realloc(v->pods, cap * sizeof(*p));
+		struct victim *p = aep_realloc(v->pods, cap * sizeof(*p));
 		if (p == NULL)
 			return 1;
 		v->pods = p;
 		v->cap = cap;
 	}
-	v->pods[v->n++] = aep_object_ref((struct aep_object *)o);
+	v->pods[v->n].pod = aep_object_ref((struct aep_object *)o);
+	v->pods[v->n++].phase = phase;
 	return 0;
 }
 
-/* Unbound pods go first, then the newest. */
+/* The pods a scale-down costs least go first: unbound ones, then those
+ * not running yet, then the youngest (creationTimestamp), so that the
+ * long-running pods stay. */
 static int victim_cmp(const void *a, const void *b)
 {
-	const struct aep_object *x = *(struct aep_object *const *)a;
-	const struct aep_object *y = *(struct aep_object *const *)b;
+	const struct victim *vx = a, *vy = b;
+	const struct aep_object *x = vx->pod, *y = vy->pod;
 	if ((x->node_name == NULL) != (y->node_name == NULL))
 		return x->node_name == NULL ? -1 : 1;
-	if (x->meta.rv != y->meta.rv)
-		return x->meta.rv > y->meta.rv ? -1 : 1;
-	return 0;
+	if (vx->phase != vy->phase)
+		return vx->phase < vy->phase ? -1 : 1;
+	if (x->meta.created_ns != y->meta.created_ns)
+		return x->meta.created_ns > y->meta.created_ns ? -1 : 1;
+	return strcmp(x->meta.name, y->meta.name);
 }
 
 static void delete_pods(struct master_rc *mr, struct rc *rc, int64_t n)
 {
 	struct victims v = {0};
 	aep_store_list(mr->m->store, AEP_KIND_POD, rc->ns, rc->sel, collect_victim, &v);
-	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 	qsort(v.pods, v.n, sizeof(*v.pods), victim_cmp);
 	for (size_t i = 0; i < v.n; i++) {
+		const struct aep_object *pod = v.pods[i].pod;
 		if ((int64_t)i < n && mr->inflight < RC_INFLIGHT) {
 			struct aep_cmd cmd = {
 			    .op = AEP_OP_DELETE,
 			    .kind = AEP_KIND_POD,
 			    .ns = rc->ns,
-			    .name = v.pods[i]->meta.name,
-			    .precond_rv = v.pods[i]->meta.rv,
+			    .name = pod->meta.name,
+			    .precond_rv = pod->meta.rv,
 			    .now_ns = aep_now_realtime_ns(),
 			};
-			(void)submit(mr, rc, &cmd, v.pods[i]->meta.name);
+			(void)submit(mr, rc, &cmd, pod->meta.name);
 		}
-		aep_object_unref(v.pods[i]);
+		aep_object_unref(v.pods[i].pod);
 	}
 	aep_free(v.pods);
 }

@@ -2,8 +2,8 @@
 sees them through the CLI: three ready Node objects (no agents), then
 
   (a) an RC with replicas 5 gets exactly 5 pods with its labels, all bound; `aep scale
-      rc/web --replicas=9` makes 9, `aep scale rc web --replicas 2` makes 2 and no pod of
-      a second RC is touched; a deleted pod is replaced;
+      rc/web --replicas=9` makes 9, `aep scale rc web --replicas 2` makes 2 (the two
+      oldest stay) and no pod of a second RC is touched; a deleted pod is replaced;
   (b) bad `aep scale` inputs exit 1 with a message and change nothing;
   (c) scale to 20 and kill -9 the leader as soon as the scale returns: once the new
       leader settles there are exactly 20 pods and status.replicas is 20.
@@ -120,6 +120,9 @@ def test_scale_and_replace():
         assert r.stdout.strip() == "replicationcontroller/web scaled", r.stdout
         mine2 = wait_pods(cl, "web", 2, stable=2.0)
         assert set(mine2) <= set(mine9), (sorted(mine2), sorted(mine9))
+        # none is running (no agents): the youngest go, the two oldest stay
+        by_age = sorted(mine9, key=lambda k: (mine9[k]["metadata"]["creationTimestamp"], k))
+        assert set(mine2) == set(by_age[:2]), (sorted(mine2), by_age)
         assert set(pods_of(cl, "other")) == set(others), "the other RC's pods changed"
 
         # a deleted pod is replaced by one new pod
