@@ -447,6 +447,18 @@ int state__check_rc(const msgpack_object *obj, struct aep_error *e)
 	const msgpack_object *tmpl = aep_mp_map_get(spec, "template");
 	const msgpack_object *labels = aep_mp_map_get(aep_mp_map_get(tmpl, "metadata"), "labels");
 
+	const msgpack_object *policy =
+	    aep_mp_map_get(aep_mp_map_get(tmpl, "spec"), "restartPolicy");
+
+	/* A controller replaces pods that end; one whose pods are meant to
+	 * end would run them again and again. */
+	if (policy != NULL && !aep_mp_str_eq(policy, "Always"))
+		return aep_errorf(e, AEP_EINVALID,
+				  "spec.template.spec.restartPolicy: Unsupported value: \"%.*s\": "
+				  "supported values: \"Always\"",
+				  policy->type == MSGPACK_OBJECT_STR ? (int)policy->via.str.size
+								     : 0,
+				  policy->type == MSGPACK_OBJECT_STR ? policy->via.str.ptr : "");
 	if (sel == NULL || sel->type != MSGPACK_OBJECT_MAP || sel->via.map.size == 0)
 		return 0;
 	if (labels != NULL && labels->type != MSGPACK_OBJECT_MAP)

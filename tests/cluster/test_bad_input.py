@@ -396,6 +396,12 @@ def rc(name, replicas=1, selector=None, tmpl_labels=None):
                                   "spec": {"containers": [{"name": "c", "image": "i"}]}}}}
 
 
+def rc_never(name):
+    r = rc(name)
+    r["spec"]["template"]["spec"]["restartPolicy"] = "Never"
+    return r
+
+
 def svc(name, **spec):
     s = {"ports": [{"port": 80}]}
     s.update(spec)
@@ -681,6 +687,7 @@ ROWS = {
     "M76": lambda x: x.call("unwatch", {"watch": 999}),
     "M77": lambda x: x.call("unwatch", {"watch": "x"}),
     "M78": m78,
+    "M79": lambda x: x.create(rc_never("m79")),
     # CLI
     "C01": lambda x: x.aep("get", "widgets"),
     "C02": lambda x: x.aep("get", "pod", "no-such-pod", "-n", NS),

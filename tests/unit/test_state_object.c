@@ -347,6 +347,11 @@ static void test_invalid_table(void **state)
 	     "'containers':[" C_WEB "]}}}}",
 	     AEP_EINVALID, "spec.template.metadata.labels: selector does not match"},
 	    {"{'kind':'ReplicationController','metadata':{'name':'r'},'spec':{'template':{"
+	     "'spec':{'restartPolicy':'Never','containers':[" C_WEB "]}}}}",
+	     AEP_EINVALID,
+	     "spec.template.spec.restartPolicy: Unsupported value: \"Never\": supported values: "
+	     "\"Always\""},
+	    {"{'kind':'ReplicationController','metadata':{'name':'r'},'spec':{'template':{"
 	     "'spec':{'containers':[{'name':'w','image':'x','ports':[{'containerPort':1e6}]}]}}"
 	     "}}",
 	     AEP_EINVALID,
