@@ -55,6 +55,19 @@ static void render_metrics(struct master *m, struct aep_buf *b)
 	      x->raft.snapshots_taken);
 	gauge(b, "aep_raft_snapshots_installed_total", "Snapshots installed since start.",
 	      "counter", n, x->raft.snapshots_installed);
+	aep_buf_printf(b, "# HELP aep_raft_disk_append_seconds Appends to the local Raft log "
+			  "(write and fsync).\n# TYPE aep_raft_disk_append_seconds histogram\n");
+	for (int j = 0; j < AEP_RAFT_DISK_NBUCKETS; j++)
+		aep_buf_printf(
+		    b, "aep_raft_disk_append_seconds_bucket{master=\"%s\",le=\"%g\"} %llu\n", n,
+		    AEP_RAFT_DISK_BUCKETS_MS[j] / 1000.0,
+		    (unsigned long long)x->raft.disk_buckets[j]);
+	aep_buf_printf(b,
+		       "aep_raft_disk_append_seconds_bucket{master=\"%s\",le=\"+Inf\"} %llu\n"
+		       "aep_raft_disk_append_seconds_sum{master=\"%s\"} %.6f\n"
+		       "aep_raft_disk_append_seconds_count{master=\"%s\"} %llu\n",
+		       n, (unsigned long long)x->raft.disk_appends, n, x->raft.disk_seconds, n,
+		       (unsigned long long)x->raft.disk_appends);
 	gauge(b, "aep_store_revision", "Revision of the last applied change.", "gauge", n,
 	      x->revision);
 	aep_buf_printf(b, "# HELP aep_store_objects Objects in the store by kind.\n"

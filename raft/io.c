@@ -361,7 +361,21 @@ struct space_append {
 	struct raft_io_append *orig;
 	raft_io_append_cb cb;
 	struct raft__io *w;
+	uint64_t start_ns;
 };
+
+const unsigned AEP_RAFT_DISK_BUCKETS_MS[AEP_RAFT_DISK_NBUCKETS] = {1,	2,   5,	  10,	25,  50,
+								   100, 250, 500, 1000, 2500};
+
+static void disk_observe(struct raft__io *w, uint64_t ns)
+{
+	w->disk_appends++;
+	w->disk_seconds += (double)ns / 1e9;
+	for (unsigned i = 0; i < AEP_RAFT_DISK_NBUCKETS; i++) {
+		if (ns <= (uint64_t)AEP_RAFT_DISK_BUCKETS_MS[i] * 1000000)
+			w->disk_buckets[i]++;
+	}
+}
 
 static void append_done(struct raft_io_append *req, int status)
 {
@@ -369,6 +383,8 @@ static void append_done(struct raft_io_append *req, int status)
 	struct raft_io_append *orig = a->orig;
 	raft_io_append_cb cb = a->cb;
 
+	if (a->w->loop != NULL)
+		disk_observe(a->w, uv_hrtime() - a->start_ns);
 	if (status != 0) {
 		/* The disk filled between the check and the write (or the
 		 * guard is off): libraft mishandles this, so say it happened. */
@@ -410,6 +426,7 @@ static int append_wrapped(struct raft_io *io, struct raft_io_append *req,
 	a->orig = req;
 	a->cb = cb;
 	a->w = w;
+	a->start_ns = uv_hrtime();
 	rv = w->orig_append(io, &a->req, entries, n, append_done);
 	if (rv != 0)
 		aep_free(a);
@@ -627,6 +644,9 @@ void raft__io_wrap(struct raft__io *w, struct raft *raft, struct uv_loop_s *loop
 	w->closing = false;
 	w->closed = false;
 	w->close_cb = NULL;
+	memset(w->disk_buckets, 0, sizeof(w->disk_buckets));
+	w->disk_appends = 0;
+	w->disk_seconds = 0;
 	memset(&w->match, 0, sizeof(w->match));
 	w->ndeferred = 0;
 	w->orig_start = w->io.start;

@@ -8,6 +8,8 @@
 #include <raft.h>
 #include <raft/uv.h>
 
+#include "raft/raft.h"
+
 /* libraft's own TCP transport with TCP_NODELAY on every connection.
  *
  * libraft 0.15's raft_uv_tcp leaves Nagle's algorithm on: a follower's
@@ -116,6 +118,10 @@ struct raft__io {
 	bool closing;
 	bool closed;		   /* raft_uv's close finished */
 	raft_io_close_cb close_cb; /* libraft's, once both are done */
+	/* local append latency (aep_raft_status) */
+	uint64_t disk_buckets[AEP_RAFT_DISK_NBUCKETS];
+	uint64_t disk_appends;
+	double disk_seconds;
 	/* sends that failed at once, completed from the next tick or close */
 	struct raft__deferred_send {
 		struct raft_io_send *req;

@@ -1051,6 +1051,9 @@ void aep_raft_status(const struct aep_raft *r, struct aep_raft_status *out)
 	out->commands_applied = r->commands_applied;
 	out->snapshots_taken = r->snapshots_taken;
 	out->snapshots_installed = r->snapshots_installed;
+	memcpy(out->disk_buckets, r->io.disk_buckets, sizeof(out->disk_buckets));
+	out->disk_appends = r->io.disk_appends;
+	out->disk_seconds = r->io.disk_seconds;
 }
 
 const char *aep_raft_name(const struct aep_raft *r)

@@ -31,6 +31,10 @@ struct aep_raft_peer {
 	const char *peer_addr; /* "127.0.0.1:7101": Raft traffic */
 };
 
+/* Upper bounds (ms) of the disk append latency buckets. */
+#define AEP_RAFT_DISK_NBUCKETS 11
+extern const unsigned AEP_RAFT_DISK_BUCKETS_MS[AEP_RAFT_DISK_NBUCKETS];
+
 struct aep_raft_config {
 	const char *name;		   /* this peer, one of @peers */
 	const char *dir;		   /* data directory (raft/ inside) */
@@ -92,6 +96,12 @@ struct aep_raft_status {
 	uint64_t commands_applied; /* since start */
 	uint64_t snapshots_taken;
 	uint64_t snapshots_installed;
+	/* Appends to the local log (write and fsync, as raft_uv does them):
+	 * how many took at most AEP_RAFT_DISK_BUCKETS_MS[i] ms, their count
+	 * and the sum of their durations. */
+	uint64_t disk_buckets[AEP_RAFT_DISK_NBUCKETS];
+	uint64_t disk_appends;
+	double disk_seconds;
 };
 void aep_raft_status(const struct aep_raft *r, struct aep_raft_status *out);
 const char *aep_raft_name(const struct aep_raft *r);

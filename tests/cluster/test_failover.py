@@ -106,6 +106,8 @@ def test_kill_leader_during_writes():
             time.sleep(1.5)
         after = [n for n, t in w.acked_after.items() if t > killed_at + 0.5]
         assert after, "the new leader acknowledged no writes"
+        # the new leader's log appends are measured (write and fsync)
+        assert metric(cl, second, "aep_raft_disk_append_seconds_count") > 0
         assert len(w.acked) > 50, "too few writes acknowledged: %d" % len(w.acked)
         converge(cl)
         for n in cl.procs:
