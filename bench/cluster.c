@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -18,6 +19,35 @@
 /* The cluster a signal must clean up: masters are killed and the temporary
  * directory removed with async-signal-safe calls only. */
 static struct bench_cluster *running;
+
+volatile sig_atomic_t bench_interrupted;
+
+static void on_signal_deferred(int sig)
+{
+	bench_interrupted = sig;
+}
+
+void bench_catch_signals(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal_deferred;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+static const char *api_host(const struct bench_cluster *c)
+{
+	return c->host[0] != '\0' ? c->host : "127.0.0.1";
+}
+
+void bench_cluster_api(const struct bench_cluster *c, unsigned i, char *out, size_t size)
+{
+	int n = snprintf(out, size, "%s:%u", api_host(c), c->base + i);
+	if (n < 0 || (size_t)n >= size)
+		out[0] = '\0'; /* never a cut address; sizes are BENCH_ADDR_MAX */
+}
 
 static void on_signal(int sig)
 {
@@ -43,16 +73,21 @@ static void on_signal(int sig)
  * truncated (@log_flag O_APPEND or O_TRUNC). */
 static int start_master(struct bench_cluster *c, unsigned i, int log_flag)
 {
+	pid_t parent = getpid();
 	pid_t pid = fork();
 	if (pid < 0) {
 		fprintf(stderr, "aep-bench: fork: %s\n", strerror(errno));
 		return -1;
 	}
 	if (pid == 0) {
-		char name[16], dir[300], listen[32], peer[32], pki[300], log[300], http[32];
+		/* A benchmark killed with SIGKILL takes its masters with it. */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+			_exit(127);
+		char name[16], dir[300], listen[BENCH_ADDR_MAX], peer[32], pki[300], log[300],
+		    http[32];
 		snprintf(name, sizeof(name), "m%u", i + 1);
 		snprintf(dir, sizeof(dir), "%s/%s", c->dir, name);
-		snprintf(listen, sizeof(listen), "127.0.0.1:%u", c->base + i);
+		bench_cluster_api(c, i, listen, sizeof(listen));
 		snprintf(peer, sizeof(peer), "127.0.0.1:%u", c->base + 100 + i);
 		snprintf(pki, sizeof(pki), "%s/pki", c->dir);
 		snprintf(log, sizeof(log), "%s/%s.log", c->dir, name);
@@ -88,8 +123,10 @@ int bench_cluster_start(struct bench_cluster *c, unsigned n, unsigned base, cons
 	memset(c->pids, 0, sizeof(c->pids));
 	c->n = n;
 	running = c;
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
+	if (!c->defer_signals) {
+		signal(SIGINT, on_signal);
+		signal(SIGTERM, on_signal);
+	}
 	c->base = base;
 	snprintf(c->aep, sizeof(c->aep), "%s", aep);
 	const char *tmp = getenv("TMPDIR");
@@ -99,11 +136,12 @@ int bench_cluster_start(struct bench_cluster *c, unsigned n, unsigned base, cons
 		return 1;
 	}
 	struct aep_pki_master masters[BENCH_MAX_MASTERS];
-	char names[BENCH_MAX_MASTERS][16], addrs[BENCH_MAX_MASTERS][32], cluster[512] = "";
+	char names[BENCH_MAX_MASTERS][16], addrs[BENCH_MAX_MASTERS][BENCH_ADDR_MAX],
+	    cluster[512] = "";
 	size_t off = 0;
 	for (unsigned i = 0; i < n; i++) {
 		snprintf(names[i], sizeof(names[i]), "m%u", i + 1);
-		snprintf(addrs[i], sizeof(addrs[i]), "127.0.0.1:%u", base + i);
+		bench_cluster_api(c, i, addrs[i], sizeof(addrs[i]));
 		masters[i].name = names[i];
 		masters[i].addr = addrs[i];
 		off += (size_t)snprintf(cluster + off, sizeof(cluster) - off, "%sm%u=127.0.0.1:%u",
@@ -129,16 +167,18 @@ int bench_cluster_start(struct bench_cluster *c, unsigned n, unsigned base, cons
 	}
 	char leader[32] = "";
 	time_t deadline = time(NULL) + 60;
-	while (time(NULL) < deadline) {
+	while (time(NULL) < deadline && !bench_interrupted) {
 		for (unsigned i = 0; i < n && leader[0] == '\0'; i++) {
-			char addr[32];
-			snprintf(addr, sizeof(addr), "127.0.0.1:%u", base + i);
+			char addr[BENCH_ADDR_MAX];
+			bench_cluster_api(c, i, addr, sizeof(addr));
 			aep_cli_leader_of(addr, c->tls, leader, sizeof(leader));
 		}
 		if (leader[0] != '\0')
 			break;
 		usleep(100 * 1000);
 	}
+	if (leader[0] == '\0' && bench_interrupted)
+		return 1;
 	if (leader[0] == '\0') {
 		fprintf(stderr, "aep-bench: no leader elected; logs in %s\n", c->dir);
 		c->keep = 1;
@@ -151,14 +191,16 @@ int bench_cluster_start(struct bench_cluster *c, unsigned n, unsigned base, cons
 			li = i;
 	}
 	c->leader = li;
-	snprintf(c->leader_addr, sizeof(c->leader_addr), "127.0.0.1:%u", base + li);
+	bench_cluster_api(c, li, c->leader_addr, sizeof(c->leader_addr));
 	return 0;
 }
 
 void bench_cluster_stop(struct bench_cluster *c)
 {
-	signal(SIGINT, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
+	if (!c->defer_signals) {
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+	}
 	running = NULL;
 	for (unsigned i = 0; i < c->n; i++) {
 		if (c->pids[i] > 0)
@@ -205,10 +247,10 @@ int bench_cluster_kill(struct bench_cluster *c, unsigned i)
 int bench_cluster_leader(struct bench_cluster *c, unsigned *idx)
 {
 	for (unsigned i = 0; i < c->n; i++) {
-		char addr[32], leader[32] = "";
+		char addr[BENCH_ADDR_MAX], leader[32] = "";
 		if (c->pids[i] <= 0)
 			continue;
-		snprintf(addr, sizeof(addr), "127.0.0.1:%u", c->base + i);
+		bench_cluster_api(c, i, addr, sizeof(addr));
 		if (aep_cli_leader_of(addr, c->tls, leader, sizeof(leader)) != 0)
 			continue;
 		/* Masters are named m1..mN. */
