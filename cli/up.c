@@ -75,6 +75,7 @@
 #define UP_NODE_WAIT_S	 60
 #define UP_POD_WAIT_S	 180
 #define UP_AGENT_STOP_MS 10000
+#define UP_BAD_PATH	 " \t\n,:\\\"'"
 
 extern char **environ;
 
@@ -548,7 +549,9 @@ static void nodes_plan(struct up *u)
 	snprintf(u->bridge, sizeof(u->bridge), "aep%ub", u->base);
 	snprintf(u->bridge_ip, sizeof(u->bridge_ip), "10.%u.%u.1", 200 + k / 256, k % 256);
 	snprintf(u->node_net, sizeof(u->node_net), "10.%u.%u.0/24", 200 + k / 256, k % 256);
-	snprintf(u->cluster_cidr, sizeof(u->cluster_cidr), "10.%u.0.0/16", 128 + u->base % 64);
+	/* 10.132-191: outside the masters' default 10.128.0.0/14, which
+	 * other clusters on this machine keep inside their namespaces. */
+	snprintf(u->cluster_cidr, sizeof(u->cluster_cidr), "10.%u.0.0/16", 132 + u->base % 60);
 	for (unsigned i = 0; i < u->nnodes; i++) {
 		struct up_node *nd = &u->nodes[i];
 		snprintf(nd->name, sizeof(nd->name), "n%u", i + 1);
@@ -577,10 +580,12 @@ static int purge_earlier(struct up *u, struct aep_error *e)
 		return 0;
 	int rv = 0;
 	while (rv == 0 && fgets(line, sizeof(line), f) != NULL) {
-		char a[64], b[64], dir[PATH_MAX];
+		char a[64], b[64];
+		int at = 0;
 		line[strcspn(line, "\n")] = '\0';
-		if (sscanf(line, "host %63s %63s %4095s", a, b, dir) == 3) {
-			struct aep_nodehost_config cfg = {.netns = a, .link = b, .dir = dir};
+		/* host NETNS LINK DIR (DIR is the rest of the line) */
+		if (sscanf(line, "host %63s %63s %n", a, b, &at) == 2 && at > 0) {
+			struct aep_nodehost_config cfg = {.netns = a, .link = b, .dir = line + at};
 			rv = aep_nodehost_purge(&cfg, e);
 		} else if (sscanf(line, "bridge %63s", a) == 1) {
 			rv = aep_nodehost_link_delete(a, e);
@@ -1085,15 +1090,29 @@ static void print_plain(struct up *u, const char *leader)
 
 /* ---- aep up ------------------------------------------------------------------ */
 
-/* The nodes, from the network to the sample application's pods. */
+/* The nodes, from the network to the sample application's pods; a
+ * SIGINT or SIGTERM between two steps ends it (AEP_ECANCELED). */
 static int nodes_start(struct up *u, struct up_pod *pods, size_t max, size_t *npods, bool *created,
 		       struct aep_error *e)
 {
-	if (client_open(u, e) != 0 || images_load(u, e) != 0 || agents_start(u, e) != 0 ||
-	    nodes_wait(u, e) != 0 || routes_add(u, e) != 0 || sample_ensure(u, created, e) != 0 ||
-	    pods_wait(u, pods, max, npods, e) != 0)
+	if (client_open(u, e) != 0 || images_load(u, e) != 0)
 		return e->code;
-	return 0;
+	if (nap(u, 0) || agents_start(u, e) != 0)
+		goto out;
+	if (nap(u, 0) || nodes_wait(u, e) != 0)
+		goto out;
+	if (nap(u, 0) || routes_add(u, e) != 0)
+		goto out;
+	if (nap(u, 0) || sample_ensure(u, created, e) != 0)
+		goto out;
+	if (nap(u, 0) || pods_wait(u, pods, max, npods, e) != 0)
+		goto out;
+	if (!nap(u, 0))
+		return 0;
+out:
+	if (u->stop)
+		return aep_errorf(e, AEP_ECANCELED, "interrupted");
+	return e->code;
 }
 
 static void watch_children(struct up *u)
@@ -1171,6 +1190,18 @@ int aep_cli_up(int argc, char **argv)
 	}
 	if (u.nnodes > 0 && (!in_path("ip") || !in_path("crun"))) {
 		fprintf(stderr, "error: aep up --nodes needs ip(8) (iproute2) and crun in PATH\n");
+		return 1;
+	}
+	/* Container root file systems are overlay mounts whose options name
+	 * directories under DIR. */
+	char cwd[PATH_MAX] = "";
+	if (u.nnodes > 0 &&
+	    ((dir[0] != '/' && getcwd(cwd, sizeof(cwd)) == NULL) ||
+	     cwd[strcspn(cwd, UP_BAD_PATH)] != '\0' || dir[strcspn(dir, UP_BAD_PATH)] != '\0')) {
+		fprintf(stderr,
+			"error: --dir %s%s%s: with --nodes, the path may not contain blanks, ',', "
+			"':', quotes or '\\' (the nodes' overlay mounts name it)\n",
+			cwd, cwd[0] ? "/" : "", dir);
 		return 1;
 	}
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
