@@ -140,31 +140,16 @@ static void mark_dirty(struct master_rc *mr, struct rc *rc)
 
 /* ---- reading objects ------------------------------------------------------ */
 
-enum pod_phase { PHASE_PENDING, PHASE_RUNNING, PHASE_DONE };
-
-/* status.phase of @pod: Pending (or none, or unknown), Running, or done
- * (Succeeded, Failed). */
-static enum pod_phase pod_phase(const struct aep_object *pod)
-{
-	msgpack_zone zone;
-	msgpack_object o;
-	struct aep_error e = {0};
-	enum pod_phase phase = PHASE_PENDING;
-	msgpack_zone_init(&zone, 1024);
-	if (aep_mp_unpack(pod->data, pod->len, &zone, &o, &e) == 0) {
-		const msgpack_object *ph = aep_mp_map_get(aep_mp_map_get(&o, "status"), "phase");
-		if (aep_mp_str_eq(ph, "Succeeded") || aep_mp_str_eq(ph, "Failed"))
-			phase = PHASE_DONE;
-		else if (aep_mp_str_eq(ph, "Running"))
-			phase = PHASE_RUNNING;
-	}
-	msgpack_zone_destroy(&zone);
-	return phase;
-}
-
+/* Succeeded or Failed: the pod no longer counts. */
 static bool pod_terminal(const struct aep_object *pod)
 {
-	return pod_phase(pod) == PHASE_DONE;
+	return pod->phase == AEP_PHASE_SUCCEEDED || pod->phase == AEP_PHASE_FAILED;
+}
+
+/* Where a pod stands in a scale-down: not running yet first. */
+static int phase_rank(const struct aep_object *pod)
+{
+	return pod->phase == AEP_PHASE_RUNNING ? 1 : 0;
 }
 
 /* spec.replicas (default 1) and the selector (the template's labels when
@@ -571,32 +556,26 @@ static int create_pod(struct master_rc *mr, struct rc *rc, const msgpack_object 
 	return rv;
 }
 
-struct victim {
-	struct aep_object *pod;
-	enum pod_phase phase;
-};
-
 struct victims {
-	struct victim *pods;
+	struct aep_object **pods;
 	size_t n, cap;
 };
 
 static int collect_victim(const struct aep_object *o, void *data)
 {
 	struct victims *v = data;
-	enum pod_phase phase = pod_phase(o);
-	if (phase == PHASE_DONE)
+	if (pod_terminal(o))
 		return 0;
 	if (v->n == v->cap) {
 		size_t cap = v->cap ? v->cap * 2 : 64;
-		struct victim *p = aep_realloc(v->pods, cap * sizeof(*p));
+		/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+		struct aep_object **p = aep_realloc(v->pods, cap * sizeof(*p));
 		if (p == NULL)
 			return 1;
 		v->pods = p;
 		v->cap = cap;
 	}
-	v->pods[v->n].pod = aep_object_ref((struct aep_object *)o);
-	v->pods[v->n++].phase = phase;
+	v->pods[v->n++] = aep_object_ref((struct aep_object *)o);
 	return 0;
 }
 
@@ -605,12 +584,12 @@ static int collect_victim(const struct aep_object *o, void *data)
  * long-running pods stay. */
 static int victim_cmp(const void *a, const void *b)
 {
-	const struct victim *vx = a, *vy = b;
-	const struct aep_object *x = vx->pod, *y = vy->pod;
+	const struct aep_object *x = *(struct aep_object *const *)a;
+	const struct aep_object *y = *(struct aep_object *const *)b;
 	if ((x->node_name == NULL) != (y->node_name == NULL))
 		return x->node_name == NULL ? -1 : 1;
-	if (vx->phase != vy->phase)
-		return vx->phase < vy->phase ? -1 : 1;
+	if (phase_rank(x) != phase_rank(y))
+		return phase_rank(x) < phase_rank(y) ? -1 : 1;
 	if (x->meta.created_ns != y->meta.created_ns)
 		return x->meta.created_ns > y->meta.created_ns ? -1 : 1;
 	return strcmp(x->meta.name, y->meta.name);
@@ -620,9 +599,10 @@ static void delete_pods(struct master_rc *mr, struct rc *rc, int64_t n)
 {
 	struct victims v = {0};
 	aep_store_list(mr->m->store, AEP_KIND_POD, rc->ns, rc->sel, collect_victim, &v);
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 	qsort(v.pods, v.n, sizeof(*v.pods), victim_cmp);
 	for (size_t i = 0; i < v.n; i++) {
-		const struct aep_object *pod = v.pods[i].pod;
+		const struct aep_object *pod = v.pods[i];
 		if ((int64_t)i < n && mr->inflight < RC_INFLIGHT) {
 			struct aep_cmd cmd = {
 			    .op = AEP_OP_DELETE,
@@ -634,7 +614,7 @@ static void delete_pods(struct master_rc *mr, struct rc *rc, int64_t n)
 			};
 			(void)submit(mr, rc, &cmd, pod->meta.name);
 		}
-		aep_object_unref(v.pods[i].pod);
+		aep_object_unref(v.pods[i]);
 	}
 	aep_free(v.pods);
 }

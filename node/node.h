@@ -78,13 +78,7 @@ int aep_image_build_busybox(const char *file, const char *busybox, struct aep_er
 
 /* ---- status ------------------------------------------------------------- */
 
-enum aep_pod_phase {
-	AEP_POD_PENDING,
-	AEP_POD_RUNNING,
-	AEP_POD_SUCCEEDED,
-	AEP_POD_FAILED,
-};
-const char *aep_pod_phase_name(enum aep_pod_phase p); /* "Pending", ... */
+/* Phases are state.h's enum aep_pod_phase (aep_pod_phase_name()). */
 
 enum aep_ctr_state {
 	AEP_CTR_WAITING,

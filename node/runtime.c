@@ -43,19 +43,18 @@
 
 /* ---- pod phases: a declared state machine ------------------------------- */
 
-static const bool phase_moves[4][4] = {
-    /* to:               Pending Running Succeeded Failed */
-    [AEP_POD_PENDING] = {true, true, true, true},
-    [AEP_POD_RUNNING] = {false, true, true, true},
-    [AEP_POD_SUCCEEDED] = {false, false, true, false},
-    [AEP_POD_FAILED] = {false, false, false, true},
+#define P_ (AEP_PHASE_UNKNOWN + 1)
+static const bool phase_moves[P_][P_] = {
+    [AEP_PHASE_PENDING] = {[AEP_PHASE_PENDING] = true,
+			   [AEP_PHASE_RUNNING] = true,
+			   [AEP_PHASE_SUCCEEDED] = true,
+			   [AEP_PHASE_FAILED] = true},
+    [AEP_PHASE_RUNNING] =
+	{[AEP_PHASE_RUNNING] = true, [AEP_PHASE_SUCCEEDED] = true, [AEP_PHASE_FAILED] = true},
+    [AEP_PHASE_SUCCEEDED] = {[AEP_PHASE_SUCCEEDED] = true},
+    [AEP_PHASE_FAILED] = {[AEP_PHASE_FAILED] = true},
 };
-
-const char *aep_pod_phase_name(enum aep_pod_phase p)
-{
-	static const char *const names[] = {"Pending", "Running", "Succeeded", "Failed"};
-	return (unsigned)p < 4 ? names[p] : "Unknown";
-}
+#undef P_
 
 /* kubelet's getPhase, for one pod without init containers. */
 static enum aep_pod_phase compute_phase(const struct node__pod *p)
@@ -63,7 +62,7 @@ static enum aep_pod_phase compute_phase(const struct node__pod *p)
 	unsigned running = 0, fresh = 0, restarting = 0, failed = 0;
 
 	if (!p->sandbox)
-		return AEP_POD_PENDING;
+		return AEP_PHASE_PENDING;
 	for (size_t i = 0; i < p->nctr; i++) {
 		const struct node__ctr *c = &p->ctrs[i];
 		if (c->state == AEP_CTR_RUNNING)
@@ -74,10 +73,10 @@ static enum aep_pod_phase compute_phase(const struct node__pod *p)
 			failed++;
 	}
 	if (fresh > 0)
-		return AEP_POD_PENDING;
+		return AEP_PHASE_PENDING;
 	if (running > 0 || restarting > 0)
-		return AEP_POD_RUNNING;
-	return failed > 0 ? AEP_POD_FAILED : AEP_POD_SUCCEEDED;
+		return AEP_PHASE_RUNNING;
+	return failed > 0 ? AEP_PHASE_FAILED : AEP_PHASE_SUCCEEDED;
 }
 
 /* ---- status ------------------------------------------------------------- */
@@ -647,6 +646,7 @@ static int pod_parse(struct aep_runtime *rt, const struct aep_object *obj, struc
 		goto out;
 	}
 	p->rt = rt;
+	p->phase = AEP_PHASE_PENDING;
 	snprintf(p->uid, sizeof(p->uid), "%s", obj->meta.uid);
 	snprintf(p->ns, sizeof(p->ns), "%s", obj->meta.ns);
 	snprintf(p->name, sizeof(p->name), "%s", obj->meta.name);

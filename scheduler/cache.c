@@ -834,8 +834,7 @@ int sched__pod_parse(struct aep_sched *s, const struct aep_object *o, struct sch
 	if (rc != 0)
 		return rc;
 	const msgpack_object *spec = aep_mp_map_get(&root, "spec");
-	const msgpack_object *phase = aep_mp_map_get(aep_mp_map_get(&root, "status"), "phase");
-	p->terminal = aep_mp_str_eq(phase, "Succeeded") || aep_mp_str_eq(phase, "Failed");
+	p->terminal = o->phase == AEP_PHASE_SUCCEEDED || o->phase == AEP_PHASE_FAILED;
 	const msgpack_object *cs = aep_mp_map_get(spec, "containers");
 	if (cs == NULL || cs->type != MSGPACK_OBJECT_ARRAY)
 		return AEP_EINVALID;

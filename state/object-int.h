@@ -26,16 +26,17 @@ struct state__canon {
 	enum aep_kind kind;
 	const char *data;
 	size_t len;
-	struct state__span name; /* non-empty, <= AEP_NAME_MAX, no NUL */
-	struct state__span ns;	 /* "" (p NULL) exactly for cluster-scoped kinds */
-	struct state__span uid;	 /* p NULL when absent */
-	uint64_t rv;		 /* resourceVersion; 0 when absent */
-	int64_t created_ns;	 /* 0 when absent */
-	int64_t generation;	 /* 0 when absent */
-	struct state__span spec; /* the top-level "spec" value; p NULL when absent */
-	struct state__span node; /* Pod spec.nodeName; p NULL when absent */
-	size_t meta_at;		 /* offset of metadata's value (its map header) */
-	size_t tail_at;		 /* offset of metadata's labels, else annotations, else its end */
+	struct state__span name;  /* non-empty, <= AEP_NAME_MAX, no NUL */
+	struct state__span ns;	  /* "" (p NULL) exactly for cluster-scoped kinds */
+	struct state__span uid;	  /* p NULL when absent */
+	uint64_t rv;		  /* resourceVersion; 0 when absent */
+	int64_t created_ns;	  /* 0 when absent */
+	int64_t generation;	  /* 0 when absent */
+	struct state__span spec;  /* the top-level "spec" value; p NULL when absent */
+	struct state__span node;  /* Pod spec.nodeName; p NULL when absent */
+	enum aep_pod_phase phase; /* Pod status.phase */
+	size_t meta_at;		  /* offset of metadata's value (its map header) */
+	size_t tail_at;		  /* offset of metadata's labels, else annotations, else its end */
 	bool annotations;
 	size_t nlabels;
 	struct state__span labels[AEP_LABELS_MAX][2]; /* key, value; strictly ascending */

@@ -973,10 +973,28 @@ static char *put(char **pool, const char *s, size_t n)
 	return p;
 }
 
+static const char *const phase_names[] = {"",	       "Pending", "Running",
+					  "Succeeded", "Failed",  "Unknown"};
+
+const char *aep_pod_phase_name(enum aep_pod_phase p)
+{
+	return (unsigned)p < sizeof(phase_names) / sizeof(phase_names[0]) ? phase_names[p] : "";
+}
+
+static enum aep_pod_phase phase_of(const char *p, size_t n)
+{
+	for (size_t i = AEP_PHASE_PENDING; i < sizeof(phase_names) / sizeof(phase_names[0]); i++) {
+		if (n == strlen(phase_names[i]) && memcmp(p, phase_names[i], n) == 0)
+			return (enum aep_pod_phase)i;
+	}
+	return AEP_PHASE_NONE;
+}
+
 /* One block: the struct, the label array, the strings, the encoding. */
 static int build(enum aep_kind kind, const struct meta_view *m,
 		 const struct state__span (*labels)[2], struct state__span node_name, bool has_node,
-		 const struct state__span *parts, size_t nparts, struct aep_object **out)
+		 enum aep_pod_phase phase, const struct state__span *parts, size_t nparts,
+		 struct aep_object **out)
 {
 	size_t len = 0;
 	for (size_t i = 0; i < nparts; i++)
@@ -1007,6 +1025,7 @@ static int build(enum aep_kind kind, const struct meta_view *m,
 	o->meta.created_ns = m->created_ns;
 	o->meta.generation = m->generation;
 	o->node_name = has_node ? put(&pool, node_name.p, node_name.n) : NULL;
+	o->phase = phase;
 	o->data = pool;
 	o->len = len;
 	for (size_t i = 0; i < nparts; i++) {
@@ -1067,16 +1086,20 @@ int aep_object_from_msgpack(const msgpack_object *obj, struct aep_object **out, 
 
 	struct state__span node = {NULL, 0};
 	bool has_node = false;
+	enum aep_pod_phase phase = AEP_PHASE_NONE;
 	if (ki->kind == AEP_KIND_POD) {
 		const msgpack_object *nn = aep_mp_map_get(aep_mp_map_get(obj, "spec"), "nodeName");
+		const msgpack_object *ph = aep_mp_map_get(aep_mp_map_get(obj, "status"), "phase");
 		if (nn != NULL && nn->type == MSGPACK_OBJECT_STR && nn->via.str.size > 0) {
 			node = (struct state__span){nn->via.str.ptr, nn->via.str.size};
 			has_node = true;
 		}
+		if (ph != NULL && ph->type == MSGPACK_OBJECT_STR)
+			phase = phase_of(ph->via.str.ptr, ph->via.str.size);
 	}
 	struct state__span enc = {b.p, b.len};
 	rc = build(ki->kind, &w.meta, (const struct state__span(*)[2])w.labels, node, has_node,
-		   &enc, 1, out);
+		   phase, &enc, 1, out);
 	if (rc != 0)
 		aep_errorf(e, rc, "out of memory");
 err_after_enc:
@@ -1246,7 +1269,7 @@ int aep_object_stamp(const struct aep_object *o, const char *uid, uint64_t rv, i
 		struct state__span node = {o->node_name, o->node_name ? strlen(o->node_name) : 0};
 		struct state__span enc = {b.p, b.len};
 		rc = build(o->kind, &m, (const struct state__span(*)[2])labels, node,
-			   o->node_name != NULL, &enc, 1, out);
+			   o->node_name != NULL, o->phase, &enc, 1, out);
 	}
 	enc_free(&b);
 	return rc;
@@ -1426,6 +1449,27 @@ static int canon_pod_spec(struct state__rd *r, struct state__canon *c)
 	return 0;
 }
 
+/* A Pod's status: its phase. */
+static int canon_pod_status(struct state__rd *r, struct state__canon *c)
+{
+	uint32_t n;
+	if (canon_map(r, &n) != 0)
+		return -1;
+	for (uint32_t i = 0; i < n; i++) {
+		struct state__span k, v;
+		if (canon_str(r, &k) != 0)
+			return -1;
+		if (span_eq(k, "phase", 5)) {
+			if (canon_str(r, &v) != 0)
+				return -1;
+			c->phase = phase_of(v.p, v.n);
+		} else if (canon_skip(r, &v) != 0) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int state__canon_read(enum aep_kind kind, const char *data, size_t len, struct state__canon *c)
 {
 	const struct aep_kind_info *ki = aep_kind_info(kind);
@@ -1468,6 +1512,10 @@ int state__canon_read(enum aep_kind kind, const char *data, size_t len, struct s
 			if (canon_pod_spec(&r, c) != 0)
 				return -1;
 			v = (struct state__span){data + at, r.off - at};
+		} else if (kind == AEP_KIND_POD && span_eq(k, "status", 6)) {
+			if (canon_pod_status(&r, c) != 0)
+				return -1;
+			v = (struct state__span){data + at, r.off - at};
 		} else if (canon_skip(&r, &v) != 0) {
 			return -1;
 		}
@@ -1506,7 +1554,7 @@ int state__canon_stamp(const struct state__canon *c, const char *uid, uint64_t r
 		    {c->data + c->tail_at, c->len - c->tail_at},
 		};
 		rc = build(c->kind, &m, (const struct state__span(*)[2])c->labels, c->node,
-			   c->node.p != NULL, parts, 3, out);
+			   c->node.p != NULL, c->phase, parts, 3, out);
 	}
 	enc_free(&b);
 	return rc;

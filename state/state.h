@@ -84,12 +84,25 @@ struct aep_meta {
 	size_t nlabels;
 };
 
+/* A Pod's status.phase, read once when the object is built. */
+enum aep_pod_phase {
+	AEP_PHASE_NONE, /* no phase, or not a Pod */
+	AEP_PHASE_PENDING,
+	AEP_PHASE_RUNNING,
+	AEP_PHASE_SUCCEEDED,
+	AEP_PHASE_FAILED,
+	AEP_PHASE_UNKNOWN,
+};
+/* "Pending", "Running", ...; "" for AEP_PHASE_NONE. */
+const char *aep_pod_phase_name(enum aep_pod_phase p);
+
 struct aep_object {
 	unsigned refs;
 	enum aep_kind kind;
 	struct aep_meta meta;
-	char *node_name; /* Pod spec.nodeName, else NULL */
-	size_t len;	 /* the full msgpack encoding, metadata included */
+	char *node_name;	  /* Pod spec.nodeName, else NULL */
+	enum aep_pod_phase phase; /* Pod status.phase */
+	size_t len;		  /* the full msgpack encoding, metadata included */
 	char *data;
 };
 

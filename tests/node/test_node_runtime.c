@@ -432,7 +432,7 @@ static void status_cb(struct aep_runtime *r, const char *uid, const struct aep_p
 	const char *p;
 	(void)r;
 	(void)data;
-	if (st == NULL || st->phase != AEP_POD_RUNNING)
+	if (st == NULL || st->phase != AEP_PHASE_RUNNING)
 		return;
 	p = strstr(uid, "-perf");
 	if (p != NULL) {
@@ -574,7 +574,7 @@ static void test_errors(void **state)
 	}
 	st = status_of("noimg");
 	assert_string_equal(st->containers[0].reason, "ErrImageNeverPull");
-	assert_int_equal(st->phase, AEP_POD_PENDING);
+	assert_int_equal(st->phase, AEP_PHASE_PENDING);
 	assert_non_null(strstr(st->message, "nosuch:1.0"));
 	aep_pod_status_free(st);
 	kill_pod("noimg");
@@ -597,7 +597,7 @@ static void test_errors(void **state)
 		}
 	}
 	assert_int_equal(rc, 0);
-	wait_phase("fault", AEP_POD_RUNNING, 20000);
+	wait_phase("fault", AEP_PHASE_RUNNING, 20000);
 	kill_pod("fault");
 }
 
@@ -613,7 +613,7 @@ static void test_pod_network(void **state)
 	(void)state;
 	run_pod(pod_new("web", "Always",
 			"{'name':'httpd'," BB ",'command':['httpd','-f','-p','80','-h','/www']}"));
-	wait_phase("web", AEP_POD_RUNNING, 20000);
+	wait_phase("web", AEP_PHASE_RUNNING, 20000);
 	st = status_of("web");
 	assert_int_equal(strncmp(st->pod_ip, net3, strlen(net3)), 0);
 	assert_int_equal(st->containers[0].state, AEP_CTR_RUNNING);
@@ -633,7 +633,7 @@ static void test_pod_network(void **state)
 		 "do wget -q -O - http://%s/ && exit 0; sleep 0.3; done; exit 1']}",
 		 web_ip);
 	run_pod(pod_new("client", "Never", client));
-	wait_phase("client", AEP_POD_SUCCEEDED, 20000);
+	wait_phase("client", AEP_PHASE_SUCCEEDED, 20000);
 	st = status_of("client");
 	assert_int_not_equal(strcmp(st->pod_ip, web_ip), 0);
 	assert_int_equal(st->containers[0].exit_code, 0);
@@ -660,7 +660,7 @@ static void test_shared_netns(void **state)
 			",'command':['sh','-c','for i in 1 2 3 4 5 6 7 8 9 10; do "
 			"wget -q -O - http://127.0.0.1:8080/ && exit 0; sleep 0.3; done; exit 1'],"
 			"'securityContext':{'readOnlyRootFilesystem':true}}"));
-	wait_phase("duo", AEP_POD_RUNNING, 20000);
+	wait_phase("duo", AEP_PHASE_RUNNING, 20000);
 	for (int i = 0; i < 100; i++) {
 		st = status_of("duo");
 		bool over = st->containers[1].state == AEP_CTR_TERMINATED;
@@ -673,7 +673,7 @@ static void test_shared_netns(void **state)
 	assert_int_equal(st->containers[0].state, AEP_CTR_RUNNING);
 	assert_int_equal(st->containers[1].state, AEP_CTR_TERMINATED);
 	assert_int_equal(st->containers[1].exit_code, 0);
-	assert_int_equal(st->phase, AEP_POD_RUNNING);
+	assert_int_equal(st->phase, AEP_PHASE_RUNNING);
 	aep_pod_status_free(st);
 	read_logs("duo", "probe", false, &g, 5000);
 	assert_non_null(strstr(g.text.data, "hello from aep"));
@@ -712,8 +712,8 @@ static void test_exit_codes(void **state)
 			"{'name':'c'," BB ",'command':['sh','-c','echo boom; exit 3']}"));
 	run_pod(pod_new("never", "Never", "{'name':'c'," BB ",'command':['sh','-c','exit 3']}"));
 	run_pod(pod_new("ok", "OnFailure", "{'name':'c'," BB ",'command':['sh','-c','exit 0']}"));
-	wait_phase("never", AEP_POD_FAILED, 20000);
-	wait_phase("ok", AEP_POD_SUCCEEDED, 20000);
+	wait_phase("never", AEP_PHASE_FAILED, 20000);
+	wait_phase("ok", AEP_PHASE_SUCCEEDED, 20000);
 
 	struct restarts_want w = {uid_of("crash"), 3};
 	assert_true(run_until(restarts_reach, &w, 20000));
@@ -723,7 +723,7 @@ static void test_exit_codes(void **state)
 	       (long long)took_ms);
 	assert_true(took_ms >= 700);
 	st = status_of("crash");
-	assert_int_equal(st->phase, AEP_POD_RUNNING);
+	assert_int_equal(st->phase, AEP_PHASE_RUNNING);
 	assert_true(st->containers[0].has_run);
 	assert_int_equal(st->containers[0].exit_code, 3);
 	aep_pod_status_free(st);
@@ -790,7 +790,7 @@ static void test_logs_exec(void **state)
 	assert_int_equal(g.status, 0);
 	assert_string_equal(g.text.data, "line1\nline2\nline3\n");
 	aep_buf_free(&g.text);
-	wait_phase("talk", AEP_POD_SUCCEEDED, 5000);
+	wait_phase("talk", AEP_PHASE_SUCCEEDED, 5000);
 
 	const char *cat[] = {"cat", "/www/index.html", NULL};
 	exec_in("web", "httpd", cat, &x);
@@ -811,7 +811,7 @@ static void test_logs_exec(void **state)
 			"'env':[{'name':'GREETING','value':'hi there'}],"
 			"'resources':{'limits':{'memory':'64Mi','cpu':'250m'}},"
 			"'securityContext':{'readOnlyRootFilesystem':true}}"));
-	wait_phase("ro", AEP_POD_RUNNING, 20000);
+	wait_phase("ro", AEP_PHASE_RUNNING, 20000);
 	const char *ro[] = {"sh", "-c",
 			    "touch /x 2>/dev/null && echo rw || echo ro; "
 			    "touch /tmp/x && echo tmp-ok; echo $GREETING",
@@ -910,8 +910,8 @@ static void test_adopt(void **state)
 	assert_int_equal(aep_runtime_adopt(rt, adopt_done, &adopt_status), 0);
 	assert_true(run_until(adopt_is_done, &adopt_status, 30000));
 	assert_int_equal(adopt_status, 0);
-	wait_phase("adoptee", AEP_POD_RUNNING, 20000);
-	wait_phase("web", AEP_POD_RUNNING, 20000);
+	wait_phase("adoptee", AEP_PHASE_RUNNING, 20000);
+	wait_phase("web", AEP_PHASE_RUNNING, 20000);
 	st2 = status_of("adoptee");
 	assert_string_equal(st2->containers[0].id, id);
 	assert_int_equal(st2->containers[0].restarts, 0);
@@ -937,7 +937,7 @@ static void test_adopt(void **state)
 	kill(atoi(pid), SIGKILL);
 	struct restarts_want w = {uid_of("adoptee"), 1};
 	assert_true(run_until(restarts_reach, &w, 20000));
-	wait_phase("adoptee", AEP_POD_RUNNING, 20000);
+	wait_phase("adoptee", AEP_PHASE_RUNNING, 20000);
 	kill_pod("adoptee");
 	kill_pod("web");
 }
@@ -1034,7 +1034,7 @@ static void test_nothing_left(void **state)
 static bool adoptee_running(void *arg)
 {
 	(void)arg;
-	struct want w = {uid_of("adoptee"), AEP_POD_RUNNING};
+	struct want w = {uid_of("adoptee"), AEP_PHASE_RUNNING};
 	return phase_is(&w);
 }
 

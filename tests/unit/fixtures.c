@@ -464,4 +464,5 @@ void fx_assert_meta_equal(const struct aep_object *a, const struct aep_object *b
 		assert_null(b->node_name);
 	else
 		assert_string_equal(a->node_name, b->node_name);
+	assert_int_equal(a->phase, b->phase);
 }

@@ -114,6 +114,8 @@ static void test_pod_fields(void **state)
 	assert_int_equal(o->meta.created_ns, 1795562918LL * 1000000000LL);
 	assert_int_equal(o->meta.generation, 2);
 	assert_string_equal(o->node_name, "node-1");
+	assert_int_equal(o->phase, AEP_PHASE_RUNNING);
+	assert_string_equal(aep_pod_phase_name(o->phase), "Running");
 	assert_int_equal(o->meta.nlabels, 3);
 	assert_string_equal(o->meta.labels[0].key, "app");
 	assert_string_equal(o->meta.labels[1].key, "example.com/team");
@@ -129,6 +131,7 @@ static void test_pod_fields(void **state)
 	assert_string_equal(keys, "apiVersion,kind,metadata,involvedObject,reason,message,type,"
 				  "count,firstTimestamp,lastTimestamp,source");
 	assert_null(o->node_name);
+	assert_int_equal(o->phase, AEP_PHASE_NONE);
 	aep_object_unref(o);
 }
 
