@@ -51,8 +51,8 @@ static void usage(FILE *f)
 	    "  --cluster-cidr       pod addresses; each node gets a subnet of it\n"
 	    "                       (default 10.128.0.0/14)\n"
 	    "  --node-cidr-size     prefix length of a node's pod subnet (default 24)\n"
-	    "  --node-grace         a node without a session and heartbeats this long\n"
-	    "                       becomes Ready=False (default 40s)\n"
+	    "  --node-grace         a node without heartbeats this long becomes\n"
+	    "                       Ready=False (default 40s; agents send one every 10s)\n"
 	    "  --pod-eviction-timeout\n"
 	    "                       then, after this long, its pods are deleted (default 5m)\n");
 }
