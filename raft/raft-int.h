@@ -145,6 +145,10 @@ struct raft__io {
 	} space;
 };
 
+/* Read AEP_RAFT_IO_DESTROY once (kaio.c: raft_uv's io_destroy calls run
+ * off the loop unless it says "sync"). */
+void raft__kaio_init(void);
+
 /* Wrap @w->io, which raft_uv_init() filled, for @raft; call before
  * raft_init(). Learns the data directory from raft_uv for the space guard
  * (off, with a note on stderr, if it cannot). Adds async_work (io version

@@ -914,6 +914,7 @@ int aep_raft_start(uv_loop_t *loop, const struct aep_raft_config *cfg, struct ae
 		rv = raft_error(e, rv, "TCP transport", r->tcp.outer.errmsg);
 		goto err_after_alloc;
 	}
+	raft__kaio_init();
 	rv = raft_uv_init(&r->io.io, loop, r->dir, &r->tcp.outer);
 	if (rv != 0) {
 		rv = raft_error(e, rv, r->dir, r->io.io.errmsg);
