@@ -1051,7 +1051,7 @@ static void print_with_nodes(struct up *u, const char *leader, const struct up_p
 			 from->name, to->ip);
 	}
 	snprintf(cmd[ncmd++], sizeof(cmd[0]), "%s scale rc/" UP_RC " --replicas=5", u->self);
-	why[ncmd] = "a shell's view from inside node n1";
+	why[ncmd] = "the network as node n1 sees it";
 	snprintf(cmd[ncmd++], sizeof(cmd[0]), "nsenter --net=/run/netns/%s ip addr",
 		 u->nodes[0].netns);
 	size_t width = 0;

@@ -283,13 +283,26 @@ def serving(config, want):
     return ps
 
 
+def start_time(pid):
+    """A process's start time (clock ticks since boot), None when it is
+    gone or a zombie (killed, its new parent has not reaped it yet): a pid
+    together with it names one process even if the pid is reused."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return None if fields[0] == "Z" else int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def container_pids(d):
+    """{container id: (pid, start time)} of the containers on the nodes."""
     out = {}
     for n in NODES:
         oci = os.path.join(d, n, "oci")
         r = sh("crun", "--root", oci, "list", "-f", "json", check=False)
         for c in json.loads(r.stdout or "[]") if r.returncode == 0 else []:
-            out[c["id"]] = c["pid"]
+            out[c["id"]] = (c["pid"], start_time(c["pid"]))
     return out
 
 
@@ -394,9 +407,9 @@ def test_up_nodes():
         wait_for("2 pods serving", lambda: serving(config, 2), 30)
         after = container_pids(d)
         assert len(after) == 2, after
-        for cid, pid in before.items():
-            assert after.get(cid) != pid, "container %s kept pid %d" % (cid, pid)
-            assert not os.path.exists("/proc/%d" % pid), "old container process %d" % pid
+        for cid, (pid, started) in before.items():
+            assert after.get(cid, (0, 0))[0] != pid, "container %s kept pid %d" % (cid, pid)
+            assert start_time(pid) != started, "old container process %d lives" % pid
         for c in after:
             cids.add(c)
         rc = up.stop()
