@@ -16,17 +16,9 @@
 
 /* Entry point for every verb but "master". */
 int aep_cli_main(int argc, char **argv);
-/* "aep up" (cli/up.c): argv[0] is "up". aep_cli_main hands "aep up ..."
- * to it untouched (its flags are its own). */
-int aep_cli_up(int argc, char **argv);
-
-struct aep_tls;
-/* Ask the master at @addr (its own view, one short call) which master is
- * leader; 0 and the name in @leader, or AEP_EUNAVAILABLE. */
-int aep_cli_leader_of(const char *addr, struct aep_tls *tls, char *leader, size_t size);
-
-/* `aep up [--masters N] [--dir D] [--base-port P]` (cli/up.c): a local
- * cluster on 127.0.0.1; argv[0] is "up". Runs until SIGINT/SIGTERM. */
+/* `aep up [--masters N] [--nodes N] [--dir D] [--base-port P]` (cli/up.c):
+ * a local cluster; argv[0] is "up" (aep_cli_main hands "aep up ..." to it
+ * untouched: its flags are its own). Runs until SIGINT/SIGTERM. */
 int aep_cli_up(int argc, char **argv);
 
 struct aep_tls;
