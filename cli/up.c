@@ -1139,6 +1139,44 @@ static void watch_children(struct up *u)
 	}
 }
 
+/* The masters' number and ports are in their Raft logs once they ran: a
+ * DIR keeps them in DIR/up.shape. A later run without the flags takes
+ * them from there; one with other values is refused (its masters would
+ * never elect a leader). 0, or 1 after printing why. */
+static int cluster_shape(struct up *u, bool n_given, bool base_given)
+{
+	char path[PATH_MAX + 16];
+	unsigned n, base;
+	snprintf(path, sizeof(path), "%s/up.shape", u->dir);
+	FILE *f = fopen(path, "r");
+	if (f != NULL) {
+		int got = fscanf(f, "masters=%u base-port=%u", &n, &base);
+		fclose(f);
+		if (got == 2 && n >= 1 && n <= UP_MAX_MASTERS && base >= 1024 &&
+		    base <= 65535 - 300) {
+			if ((n_given && n != u->n) || (base_given && base != u->base)) {
+				fprintf(stderr,
+					"error: %s holds a cluster of %u masters on --base-port "
+					"%u (their Raft logs keep those addresses): run aep up "
+					"--dir %s with --masters %u --base-port %u (or without "
+					"them), or use a new --dir\n",
+					u->dir, n, base, u->dir, n, base);
+				return 1;
+			}
+			u->n = n;
+			u->base = base;
+			return 0;
+		}
+	}
+	f = fopen(path, "w");
+	if (f == NULL || fprintf(f, "masters=%u base-port=%u\n", u->n, u->base) < 0 ||
+	    fclose(f) != 0) {
+		fprintf(stderr, "error: %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
 int aep_cli_up(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -1150,6 +1188,7 @@ int aep_cli_up(int argc, char **argv)
 	memset(&u, 0, sizeof(u));
 	u.n = 3;
 	u.base = 7001;
+	bool n_given = false, base_given = false;
 	const char *dir = "aep-local";
 	int c;
 	optind = 1;
@@ -1161,6 +1200,7 @@ int aep_cli_up(int argc, char **argv)
 			if (aep_parse_uint(optarg, "--masters", 1, UP_MAX_MASTERS, &v, &pe) != 0)
 				goto bad_flag;
 			u.n = (unsigned)v;
+			n_given = true;
 			break;
 		case 'N':
 			if (aep_parse_uint(optarg, "--nodes", 0, UP_MAX_NODES, &v, &pe) != 0)
@@ -1172,6 +1212,7 @@ int aep_cli_up(int argc, char **argv)
 			if (aep_parse_uint(optarg, "--base-port", 1024, 65535 - 300, &v, &pe) != 0)
 				goto bad_flag;
 			u.base = (unsigned)v;
+			base_given = true;
 			break;
 		case 'h': up_usage(stdout); return 0;
 		default: up_usage(stderr); return 2;
@@ -1236,6 +1277,8 @@ int aep_cli_up(int argc, char **argv)
 		return 1;
 	}
 
+	if (cluster_shape(&u, n_given, base_given) != 0)
+		goto err_unlock;
 	if (u.nnodes > 0)
 		nodes_plan(&u);
 	struct aep_pki_master masters[UP_MAX_MASTERS];

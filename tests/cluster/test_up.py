@@ -44,6 +44,17 @@ def test_up():
         assert p.returncode == 0, rest
         assert "stopped" in rest
         assert masters_running(d) == [], "masters left running"
+
+        # the DIR remembers its shape: other ports or another number of
+        # masters are refused (their Raft logs keep the old addresses)
+        other = free_port_block(3)
+        r = subprocess.run([AEP, "up", "--dir", d, "--base-port", str(other)],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 1 and "--base-port %d" % base in r.stderr, r
+        r = subprocess.run([AEP, "up", "--dir", d, "--masters", "5"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 1 and "3 masters" in r.stderr, r
+        assert masters_running(d) == [], "a refused run started masters"
     finally:
         if p.poll() is None:
             p.kill()
