@@ -1150,9 +1150,14 @@ static int cluster_shape(struct up *u, bool n_given, bool base_given)
 	snprintf(path, sizeof(path), "%s/up.shape", u->dir);
 	FILE *f = fopen(path, "r");
 	if (f != NULL) {
-		int got = fscanf(f, "masters=%u base-port=%u", &n, &base);
+		char line[64] = "", *end = line;
+		bool got =
+		    fgets(line, sizeof(line), f) != NULL && strncmp(line, "masters=", 8) == 0;
 		fclose(f);
-		if (got == 2 && n >= 1 && n <= UP_MAX_MASTERS && base >= 1024 &&
+		n = got ? (unsigned)strtoul(line + 8, &end, 10) : 0;
+		got = got && strncmp(end, " base-port=", 11) == 0;
+		base = got ? (unsigned)strtoul(end + 11, &end, 10) : 0;
+		if (got && *end == '\n' && n >= 1 && n <= UP_MAX_MASTERS && base >= 1024 &&
 		    base <= 65535 - 300) {
 			if ((n_given && n != u->n) || (base_given && base != u->base)) {
 				fprintf(stderr,

@@ -21,7 +21,6 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -44,9 +43,11 @@ void raft__kaio_init(void)
 	pthread_once(&once, init_once);
 }
 
-static void *destroy_ctx(void *ctx)
+static void *destroy_ctx(void *arg)
 {
-	libc_syscall(SYS_io_destroy, (long)(uintptr_t)ctx);
+	long *ctx = arg;
+	libc_syscall(SYS_io_destroy, *ctx);
+	aep_free(ctx);
 	return NULL;
 }
 
@@ -54,13 +55,19 @@ static bool destroy_later(long ctx)
 {
 	pthread_attr_t attr;
 	pthread_t t;
-	bool ok;
+	long *arg = aep_malloc(sizeof(*arg));
+	bool ok = false;
 
-	if (pthread_attr_init(&attr) != 0)
+	if (arg == NULL)
 		return false;
-	ok = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0 &&
-	     pthread_create(&t, &attr, destroy_ctx, (void *)(uintptr_t)ctx) == 0;
-	pthread_attr_destroy(&attr);
+	*arg = ctx;
+	if (pthread_attr_init(&attr) == 0) {
+		ok = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0 &&
+		     pthread_create(&t, &attr, destroy_ctx, arg) == 0;
+		pthread_attr_destroy(&attr);
+	}
+	if (!ok)
+		aep_free(arg);
 	return ok;
 }
 

@@ -75,6 +75,7 @@ int aep_store_view_take(struct aep_store *s, struct aep_store_view **out)
 		aep_pack_str(&pk, s->members[i].peer);
 	}
 	msgpack_pack_array(&pk, total);
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 	v->objs = aep_malloc((total > 0 ? total : 1) * sizeof(*v->objs));
 	if (v->head.failed || v->objs == NULL) {
 		aep_store_view_free(v);
