@@ -328,9 +328,31 @@ static void write_cb(uv_write_t *req, int status)
 		resume_reading(c);
 }
 
-/* Write @data (ours to free) to the socket. */
+/* Write @data (ours to free) to the socket: at once when nothing is
+ * queued before it and the socket takes it all (no request, no callback,
+ * no poll for writability); what is left goes through uv_write. */
 static int write_raw(struct aep_rpc_conn *c, char *data, size_t len)
 {
+	size_t off = 0;
+	if (c->writing == 0) {
+		uv_buf_t b = uv_buf_init(data, (unsigned)len);
+		int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+		if (n >= 0 && (size_t)n == len) {
+			aep_free(data);
+			return 0;
+		}
+		if (n > 0) {
+			off = (size_t)n;
+		} else if (n != UV_EAGAIN && n != UV_ENOSYS) {
+			aep_free(data);
+			return aep_errorf(&c->err, AEP_EIO, "write to %s: %s", c->peer,
+					  uv_strerror(n));
+		}
+	}
+	if (off > 0) {
+		memmove(data, data + off, len - off);
+		len -= off;
+	}
 	struct net_write *w = aep_malloc(sizeof(*w));
 	if (w == NULL) {
 		aep_free(data);
