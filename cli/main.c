@@ -9,8 +9,10 @@
 
 int main(int argc, char **argv)
 {
-	if (argc >= 2 && strcmp(argv[1], "master") == 0)
+	if (argc >= 2 && strcmp(argv[1], "master") == 0) {
+		aep_master_use_hugepages(argv);
 		return aep_master_main(argc - 1, argv + 1);
+	}
 	if (argc >= 2 && strcmp(argv[1], "node") == 0)
 		return aep_node_main(argc - 1, argv + 1);
 	return aep_cli_main(argc, argv);

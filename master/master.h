@@ -9,4 +9,11 @@
  * "master". Runs until SIGINT/SIGTERM; returns the exit status. */
 int aep_master_main(int argc, char **argv);
 
+/* Called first with the process's whole argv ("aep master ..."): unless
+ * AEP_MASTER_HUGEPAGES=off or GLIBC_TUNABLES already says, sets glibc's
+ * malloc to back the heap with transparent huge pages (a tunable read at
+ * process start) and executes the same command again; returns only when
+ * it did not (then the master runs on 4 KiB pages). */
+void aep_master_use_hugepages(char **argv);
+
 #endif /* AEP_MASTER_H */
