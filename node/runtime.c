@@ -175,7 +175,10 @@ void aep_pod_status_pack(const struct aep_pod_status *st, const char *runtime_na
 		const struct aep_container_status *c = &st->containers[i];
 		char id[AEP_CTR_ID_MAX + 24];
 		snprintf(id, sizeof(id), "%s://%s", runtime_name ? runtime_name : "crun", c->id);
-		msgpack_pack_map(pk, 5);
+		/* Waiting after a run (a restart's back-off): the run that ended,
+		 * as lastState. */
+		bool last = c->state == AEP_CTR_WAITING && c->has_run;
+		msgpack_pack_map(pk, last ? 6 : 5);
 		aep_pack_str(pk, "name");
 		aep_pack_str(pk, c->name);
 		aep_pack_str(pk, "containerID");
@@ -211,6 +214,20 @@ void aep_pod_status_pack(const struct aep_pod_status *st, const char *runtime_na
 			aep_pack_str(pk, "reason");
 			aep_pack_str(pk, c->reason);
 			break;
+		}
+		if (last) {
+			aep_pack_str(pk, "lastState");
+			msgpack_pack_map(pk, 1);
+			aep_pack_str(pk, "terminated");
+			msgpack_pack_map(pk, 2 + (c->started_ns != 0) + (c->finished_ns != 0));
+			aep_pack_str(pk, "exitCode");
+			msgpack_pack_int(pk, c->exit_code);
+			aep_pack_str(pk, "reason");
+			aep_pack_str(pk, c->exit_code == 0 ? "Completed" : "Error");
+			if (c->started_ns != 0)
+				pack_time(pk, "startedAt", c->started_ns);
+			if (c->finished_ns != 0)
+				pack_time(pk, "finishedAt", c->finished_ns);
 		}
 	}
 }

@@ -251,13 +251,14 @@ struct state__schema {
 	X(reason, STR, OPT, none, none)        \
 	X(message, STR, OPT, none, none)       \
 	X(lastTransitionTime, TIME, OPT, none, none)
-#define STATE__SCHEMA_CONTAINER_STATUS(X)       \
-	X(name, STR, REQ, none, dns_label)      \
-	X(containerID, STR, OPT, none, none)    \
-	X(image, STR, OPT, none, none)          \
-	X(ready, BOOL, OPT, none, none)         \
-	X(restartCount, INT, OPT, none, nonneg) \
-	X(state, OBJ, OPT, container_state, none)
+#define STATE__SCHEMA_CONTAINER_STATUS(X)         \
+	X(name, STR, REQ, none, dns_label)        \
+	X(containerID, STR, OPT, none, none)      \
+	X(image, STR, OPT, none, none)            \
+	X(ready, BOOL, OPT, none, none)           \
+	X(restartCount, INT, OPT, none, nonneg)   \
+	X(state, OBJ, OPT, container_state, none) \
+	X(lastState, OBJ, OPT, container_state, none)
 #define STATE__SCHEMA_CONTAINER_STATE(X)          \
 	X(waiting, OBJ, OPT, state_waiting, none) \
 	X(running, OBJ, OPT, state_running, none) \

@@ -142,6 +142,24 @@ def test_node_agent():
         assert term.get("exitCode") == 3, failed["status"]
         print("fail: Failed, exit code %d" % term["exitCode"], flush=True)
 
+        # exit 1, restartPolicy Always: restarted after the back-off (10 s), and the
+        # restart count and the exit code (lastState while waiting) say so
+        create(cl, pod("crash", ["sh", "-c", "exit 1"]))
+
+        def crash_restarted():
+            p = get(cl, "pod", "crash") or {}
+            cs = (p.get("status", {}).get("containerStatuses") or [{}])[0]
+            return p if cs.get("restartCount", 0) >= 1 else None
+        crash = wait_for("crash restarted", crash_restarted, 30, interval=0.2)
+        uids.append(crash["metadata"]["uid"])
+        ccs = crash["status"]["containerStatuses"][0]
+        assert crash["status"]["phase"] == "Running", crash["status"]
+        if "waiting" in ccs.get("state", {}):  # in the back-off: the run that ended
+            assert ccs["lastState"]["terminated"]["exitCode"] == 1, ccs
+        print("crash: restartCount %d, state %s" % (ccs["restartCount"], ccs.get("state")),
+              flush=True)
+        cl.aep("delete", "pod", "crash")
+
         # kill -9 the agent; a new one adopts the httpd untouched
         agent.kill9()
         out = sh("crun", "--root", os.path.join(ndir, "oci"), "state",
