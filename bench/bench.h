@@ -74,6 +74,12 @@ void bench_catch_signals(void);
  * agent in a network namespace. Needs root. */
 int bench_podstart(int argc, char **argv);
 
+/* Append the params of a `create` of a small Pod named @name, already
+ * bound to the node "bench-node" (so that the scheduler leaves it alone:
+ * the store's write path is what is measured), with the annotation
+ * data=@value (@len bytes) unless @value is NULL. */
+void bench_pack_create_pod(struct aep_buf *b, const char *name, const char *value, size_t len);
+
 /* The aep binary beside this aep-bench, into @out. */
 int bench_default_aep(char *out, size_t size);
 

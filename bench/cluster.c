@@ -264,6 +264,38 @@ int bench_cluster_leader(struct bench_cluster *c, unsigned *idx)
 	return -1;
 }
 
+void bench_pack_create_pod(struct aep_buf *b, const char *name, const char *value, size_t len)
+{
+	msgpack_packer pk;
+	aep_packer_init(&pk, b);
+	msgpack_pack_map(&pk, 1);
+	aep_pack_str(&pk, "object");
+	msgpack_pack_map(&pk, 3);
+	aep_pack_str(&pk, "kind");
+	aep_pack_str(&pk, "Pod");
+	aep_pack_str(&pk, "metadata");
+	msgpack_pack_map(&pk, value != NULL ? 2 : 1);
+	aep_pack_str(&pk, "name");
+	aep_pack_str(&pk, name);
+	if (value != NULL) {
+		aep_pack_str(&pk, "annotations");
+		msgpack_pack_map(&pk, 1);
+		aep_pack_str(&pk, "data");
+		aep_pack_strn(&pk, value, len);
+	}
+	aep_pack_str(&pk, "spec");
+	msgpack_pack_map(&pk, 2);
+	aep_pack_str(&pk, "nodeName");
+	aep_pack_str(&pk, "bench-node");
+	aep_pack_str(&pk, "containers");
+	msgpack_pack_array(&pk, 1);
+	msgpack_pack_map(&pk, 2);
+	aep_pack_str(&pk, "name");
+	aep_pack_str(&pk, "c");
+	aep_pack_str(&pk, "image");
+	aep_pack_str(&pk, "busybox");
+}
+
 int bench_default_aep(char *out, size_t size)
 {
 	/* build/aep-bench → build/aep */

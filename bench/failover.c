@@ -34,32 +34,11 @@ static int write_one(struct writer *w, unsigned timeout_ms, struct aep_error *e)
 {
 	char name[48];
 	struct aep_buf buf;
-	msgpack_packer pk;
 	int rv;
 
 	snprintf(name, sizeof(name), "failover-%u-%06u", w->run, w->seq++);
 	aep_buf_init(&buf);
-	aep_packer_init(&pk, &buf);
-	msgpack_pack_map(&pk, 1);
-	aep_pack_str(&pk, "object");
-	msgpack_pack_map(&pk, 3);
-	aep_pack_str(&pk, "kind");
-	aep_pack_str(&pk, "Pod");
-	aep_pack_str(&pk, "metadata");
-	msgpack_pack_map(&pk, 1);
-	aep_pack_str(&pk, "name");
-	aep_pack_str(&pk, name);
-	aep_pack_str(&pk, "spec");
-	msgpack_pack_map(&pk, 2);
-	aep_pack_str(&pk, "nodeName");
-	aep_pack_str(&pk, "bench-node");
-	aep_pack_str(&pk, "containers");
-	msgpack_pack_array(&pk, 1);
-	msgpack_pack_map(&pk, 2);
-	aep_pack_str(&pk, "name");
-	aep_pack_str(&pk, "c");
-	aep_pack_str(&pk, "image");
-	aep_pack_str(&pk, "busybox");
+	bench_pack_create_pod(&buf, name, NULL, 0);
 	if (buf.failed) {
 		aep_buf_free(&buf);
 		return aep_errorf(e, AEP_ENOMEM, "out of memory");

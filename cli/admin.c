@@ -257,12 +257,10 @@ static enum cli__mod sched_mutate(json_t *obj, void *data)
 	se->was = json_is_true(json_object_get(spec, "unschedulable"));
 	if (se->was == !se->schedulable)
 		return CLI__SKIP;
-	if (!json_is_object(spec)) {
-		spec = json_object();
-		if (spec == NULL || json_object_set_new(obj, "spec", spec) != 0) {
-			fprintf(stderr, "error: out of memory\n");
-			return CLI__FAIL;
-		}
+	spec = cli__json_member_object(obj, "spec");
+	if (spec == NULL) {
+		fprintf(stderr, "error: out of memory\n");
+		return CLI__FAIL;
 	}
 	int rv = se->schedulable ? json_object_del(spec, "unschedulable")
 				 : json_object_set_new(spec, "unschedulable", json_true());

@@ -129,6 +129,17 @@ const struct aep_kind_info *cli__kind(const char *s, size_t len, struct aep_erro
 	return ki;
 }
 
+json_t *cli__json_member_object(json_t *obj, const char *key)
+{
+	json_t *m = json_object_get(obj, key);
+	if (json_is_object(m))
+		return m;
+	m = json_object();
+	if (m == NULL || json_object_set_new(obj, key, m) != 0)
+		return NULL;
+	return m;
+}
+
 enum cli__mod cli__modify(struct cli *c, const struct aep_kind_info *ki, const char *ns,
 			  const char *name, enum cli__mod (*fn)(json_t *obj, void *data),
 			  void *data)

@@ -184,6 +184,9 @@ int cli__not_found(struct aep_error *e, const struct aep_kind_info *ki, const ch
  * written, CLI__SKIP, or CLI__FAIL after printing an error (NotFound as
  * kubectl says it). @ns is ignored for cluster-scoped kinds. */
 enum cli__mod { CLI__WRITE, CLI__SKIP, CLI__FAIL };
+/* @obj's member @key as an object, made (or made again, if it is not an
+ * object) when needed; NULL only when out of memory. */
+json_t *cli__json_member_object(json_t *obj, const char *key);
 #define CLI__CONFLICT_RETRIES 5
 enum cli__mod cli__modify(struct cli *c, const struct aep_kind_info *ki, const char *ns,
 			  const char *name, enum cli__mod (*fn)(json_t *obj, void *data),

@@ -71,14 +71,9 @@ static enum cli__mod scale_mutate(json_t *obj, void *data)
 	json_t *spec = json_object_get(obj, "spec");
 	if (was == se->replicas && json_is_integer(json_object_get(spec, "replicas")))
 		return CLI__SKIP;
-	if (!json_is_object(spec)) {
-		spec = json_object();
-		if (spec == NULL || json_object_set_new(obj, "spec", spec) != 0) {
-			fprintf(stderr, "error: out of memory\n");
-			return CLI__FAIL;
-		}
-	}
-	if (json_object_set_new(spec, "replicas", json_integer(se->replicas)) != 0) {
+	spec = cli__json_member_object(obj, "spec");
+	if (spec == NULL ||
+	    json_object_set_new(spec, "replicas", json_integer(se->replicas)) != 0) {
 		fprintf(stderr, "error: out of memory\n");
 		return CLI__FAIL;
 	}

@@ -562,10 +562,10 @@ static enum cli__mod label_mutate(json_t *obj, void *data)
 		fprintf(stderr, "error: %s \"%s\": object has no metadata\n", le->plural, le->name);
 		return CLI__FAIL;
 	}
-	json_t *labels = json_object_get(meta, "labels");
-	if (!json_is_object(labels)) {
-		labels = json_object();
-		json_object_set_new(meta, "labels", labels);
+	json_t *labels = cli__json_member_object(meta, "labels");
+	if (labels == NULL) {
+		fprintf(stderr, "error: out of memory\n");
+		return CLI__FAIL;
 	}
 	le->added = le->removed = false;
 	for (size_t i = 0; i < le->n; i++) {

@@ -1429,40 +1429,24 @@ static int canon_meta(struct state__rd *r, struct state__canon *c, bool namespac
 	return 0;
 }
 
-/* A Pod's spec: its nodeName, the one field the store indexes. */
-static int canon_pod_spec(struct state__rd *r, struct state__canon *c)
+/* A map whose first field in schema order is @key, a string: *@out gets
+ * it when present (p NULL when not); the map is read to its end. A Pod's
+ * spec.nodeName and status.phase, the fields the store keeps aside, are
+ * read this way. */
+static int canon_first_str(struct state__rd *r, const char *key, size_t klen,
+			   struct state__span *out)
 {
 	uint32_t n;
+	*out = (struct state__span){NULL, 0};
 	if (canon_map(r, &n) != 0)
 		return -1;
 	for (uint32_t i = 0; i < n; i++) {
 		struct state__span k, v;
 		if (canon_str(r, &k) != 0)
 			return -1;
-		if (span_eq(k, "nodeName", 8)) {
-			if (i != 0 || canon_str(r, &c->node) != 0 || !key_ok(c->node, AEP_NAME_MAX))
+		if (span_eq(k, key, klen)) {
+			if (i != 0 || canon_str(r, out) != 0)
 				return -1;
-		} else if (canon_skip(r, &v) != 0) {
-			return -1;
-		}
-	}
-	return 0;
-}
-
-/* A Pod's status: its phase. */
-static int canon_pod_status(struct state__rd *r, struct state__canon *c)
-{
-	uint32_t n;
-	if (canon_map(r, &n) != 0)
-		return -1;
-	for (uint32_t i = 0; i < n; i++) {
-		struct state__span k, v;
-		if (canon_str(r, &k) != 0)
-			return -1;
-		if (span_eq(k, "phase", 5)) {
-			if (canon_str(r, &v) != 0)
-				return -1;
-			c->phase = phase_of(v.p, v.n);
 		} else if (canon_skip(r, &v) != 0) {
 			return -1;
 		}
@@ -1509,12 +1493,15 @@ int state__canon_read(enum aep_kind kind, const char *data, size_t len, struct s
 			return -1;
 		size_t at = r.off;
 		if (kind == AEP_KIND_POD && span_eq(k, "spec", 4)) {
-			if (canon_pod_spec(&r, c) != 0)
+			if (canon_first_str(&r, "nodeName", 8, &c->node) != 0 ||
+			    (c->node.p != NULL && !key_ok(c->node, AEP_NAME_MAX)))
 				return -1;
 			v = (struct state__span){data + at, r.off - at};
 		} else if (kind == AEP_KIND_POD && span_eq(k, "status", 6)) {
-			if (canon_pod_status(&r, c) != 0)
+			struct state__span ph;
+			if (canon_first_str(&r, "phase", 5, &ph) != 0)
 				return -1;
+			c->phase = ph.p != NULL ? phase_of(ph.p, ph.n) : AEP_PHASE_NONE;
 			v = (struct state__span){data + at, r.off - at};
 		} else if (canon_skip(&r, &v) != 0) {
 			return -1;

@@ -127,8 +127,11 @@ def pod(name, labels=None, ns=None, image="busybox"):
 
 
 class Cluster:
+    """@n masters; the API on @host (Raft and HTTP stay on 127.0.0.1)."""
+
     def __init__(self, n=3, snapshot_threshold=None, snapshot_trailing=None, http=True,
-                 extra_args=None):
+                 extra_args=None, host="127.0.0.1"):
+        self.host = host
         self.n = n
         self.dir = tempfile.mkdtemp(prefix="aep-test-")
         self.base = free_port_block(n)
@@ -138,8 +141,7 @@ class Cluster:
         self.snapshot_trailing = snapshot_trailing
         self.http = http
         self.extra_args = list(extra_args or [])  # appended to every `aep master`
-        masters = ",".join("%s=127.0.0.1:%d" % (nm, self.base + i)
-                           for i, nm in enumerate(self.names))
+        masters = ",".join("%s=%s" % (nm, self.api(nm)) for nm in self.names)
         subprocess.run([AEP, "admin", "init", "--dir", self.dir, "--masters", masters],
                        check=True, stdout=subprocess.DEVNULL)
         self.pki = os.path.join(self.dir, "pki")
@@ -161,7 +163,7 @@ class Cluster:
         return self.names.index(name)
 
     def api(self, name):
-        return "127.0.0.1:%d" % (self.base + self.index(name))
+        return "%s:%d" % (self.host, self.base + self.index(name))
 
     def http_addr(self, name):
         return "127.0.0.1:%d" % (self.base + 200 + self.index(name))

@@ -29,7 +29,6 @@ import subprocess
 import tempfile
 import time
 
-import aeptest
 from aeptest import AEP, Cluster
 
 _TAG = "%x" % os.getpid()  # at most 6 hex digits (pid_max is 2^22)
@@ -87,31 +86,10 @@ def node_ready(cl, name):
     return n if c is not None and c.get("status") == "True" else None
 
 
-class HostCluster(Cluster):
+def HostCluster(host, n=3, extra_args=None):
     """aeptest.Cluster with the API on @host (the host end of a node host's
     veth) instead of 127.0.0.1; Raft and HTTP stay on 127.0.0.1."""
-
-    def __init__(self, host, n=3, extra_args=None):
-        self.host = host
-        self.n = n
-        self.dir = tempfile.mkdtemp(prefix="aep-test-")
-        self.base = aeptest.free_port_block(n)
-        self.names = ["m%d" % (i + 1) for i in range(n)]
-        self.procs = {}
-        self.snapshot_threshold = None
-        self.snapshot_trailing = None
-        self.http = True
-        self.extra_args = list(extra_args or [])
-        masters = ",".join("%s=%s" % (nm, self.api(nm)) for nm in self.names)
-        subprocess.run([AEP, "admin", "init", "--dir", self.dir, "--masters", masters],
-                       check=True, stdout=subprocess.DEVNULL)
-        self.pki = os.path.join(self.dir, "pki")
-        self.config = os.path.join(self.dir, "admin.conf")
-        for nm in self.names:
-            self.start(nm)
-
-    def api(self, name):
-        return "%s:%d" % (self.host, self.base + self.index(name))
+    return Cluster(n, extra_args=extra_args, host=host)
 
 
 def _pick_subnet():

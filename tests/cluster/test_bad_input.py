@@ -17,7 +17,6 @@ import ssl
 import struct
 import subprocess
 import sys
-import threading
 import time
 
 import msgpack

@@ -38,31 +38,9 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 import aeptest  # noqa: E402
 from aeptest import AEP  # noqa: E402
+from nodehost import sh, wait_for  # noqa: E402
 
 NODES = ("n1", "n2")
-
-
-def sh(*args, check=True, **kw):
-    r = subprocess.run(list(args), capture_output=True, text=True, **kw)
-    if check and r.returncode != 0:
-        raise AssertionError("%s failed (%d): %s%s" % (" ".join(args), r.returncode, r.stdout,
-                                                      r.stderr))
-    return r
-
-
-def wait_for(what, fn, timeout, interval=0.2):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            last = fn()
-        except AssertionError as e:
-            last = e
-            continue
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError("%s: not within %.0f s (last: %r)" % (what, timeout, last))
 
 
 class Up:
