@@ -775,6 +775,25 @@ static void test_exit_codes(void **state)
 	kill_pod("ok");
 }
 
+/* (c2) a crash-looping pod killed at many moments of its cycle (running,
+ * exited, waiting out the back-off, being started again): every kill
+ * ends, and leaves no directory. */
+static void test_kill_while_restarting(void **state)
+{
+	(void)state;
+	for (int i = 0; i < 12; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "loop%d", i);
+		run_pod(pod_new(name, "Always",
+				"{'name':'c'," BB ",'command':['sh','-c','sleep 0.05; exit 1']}"));
+		struct restarts_want w = {uid_of(name), 1};
+		assert_true(run_until(restarts_reach, &w, 20000));
+		run_for(i * 37 % 300);
+		kill_pod(name);
+		assert_int_not_equal(sh("test -e %s/pods/%s", dir, uid_of(name)), 0);
+	}
+}
+
 /* (d) logs (also followed) and exec. */
 static void test_logs_exec(void **state)
 {
@@ -1116,11 +1135,12 @@ int main(int argc, char **argv)
 	printf("[ info ] runtime %s, dir %s, bridge %s, subnet %s\n", runtime, dir, bridge, cidr);
 
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_image),	cmocka_unit_test(test_errors),
-	    cmocka_unit_test(test_pod_network), cmocka_unit_test(test_shared_netns),
-	    cmocka_unit_test(test_exit_codes),	cmocka_unit_test(test_logs_exec),
-	    cmocka_unit_test(test_kill_cleans), cmocka_unit_test(test_adopt),
-	    cmocka_unit_test(test_perf),	cmocka_unit_test(test_nothing_left),
+	    cmocka_unit_test(test_image),	 cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_pod_network),	 cmocka_unit_test(test_shared_netns),
+	    cmocka_unit_test(test_exit_codes),	 cmocka_unit_test(test_kill_while_restarting),
+	    cmocka_unit_test(test_logs_exec),	 cmocka_unit_test(test_kill_cleans),
+	    cmocka_unit_test(test_adopt),	 cmocka_unit_test(test_perf),
+	    cmocka_unit_test(test_nothing_left),
 	};
 	int failed = cmocka_run_group_tests_name("node_runtime", tests, setup, NULL);
 	if (rt != NULL) {
