@@ -88,6 +88,7 @@ struct podrec {
 	enum aep_pod_phase phase;
 	bool dirty;    /* a change not yet sent */
 	bool inflight; /* a pod.status call unanswered */
+	bool killing;  /* pod.kill came: the pod is gone from the store, report nothing */
 };
 
 /* A leader call that arrived before the runtime was ready. */
@@ -426,6 +427,8 @@ static void on_pod_status(struct aep_runtime *rt, const char *uid, const struct 
 	}
 	snprintf(r->ns, sizeof(r->ns), "%s", st->ns);
 	snprintf(r->name, sizeof(r->name), "%s", st->name);
+	if (r->killing)
+		return;
 	r->dirty = true;
 	status_arm(a, STATUS_DELAY_MS);
 }
@@ -609,9 +612,19 @@ static void on_kill(struct agent *a, struct aep_rpc_conn *c, uint64_t msgid,
 		return;
 	}
 	int rv = aep_runtime_pod_kill(a->rt, uid, kill_done, a);
-	if (rv == 0)
+	if (rv == 0) {
 		logf_(a, "pod %s/%s (%s): killing", ns, name, uid);
-	else if (rv != AEP_ENOTFOUND)
+		struct podrec *r = podrec_find(a, uid);
+		if (r == NULL && (r = aep_calloc(1, sizeof(*r))) != NULL) {
+			snprintf(r->uid, sizeof(r->uid), "%s", uid);
+			r->next = a->pods;
+			a->pods = r;
+		}
+		if (r != NULL) {
+			r->killing = true;
+			r->dirty = false;
+		}
+	} else if (rv != AEP_ENOTFOUND)
 		logf_(a, "pod.kill %s/%s: %s", ns, name, aep_err_code(rv));
 	reply_empty(c, msgid); /* unknown uid: already gone */
 }
