@@ -262,6 +262,12 @@ static bool space_check(struct raft__io *w)
 	return low;
 }
 
+/* Room, at the last check, to write @bytes and two segments more. */
+static bool space_fits(const struct raft__io *w, uint64_t bytes)
+{
+	return w->space.dir[0] != '\0' && w->space.free_bytes > bytes + 2 * RAFT__IO_SEGMENT_BYTES;
+}
+
 static void space_refuse(struct raft__io *w, const char *what)
 {
 	snprintf(w->io.errmsg, sizeof(w->io.errmsg),
@@ -446,8 +452,10 @@ static int snapshot_put_wrapped(struct raft_io *io, unsigned trailing,
 		w->space.max_snapshot = size;
 	/* trailing is 0 when a follower installs a snapshot it received; that
 	 * failing at once stops libraft, and recv_wrapped drops such messages
-	 * while space is low. A snapshot of our own is just retried later. */
-	if (trailing > 0 && space_check(w)) {
+	 * while space is low. A snapshot of our own is retried later; but one
+	 * that fits is taken even then, since it lets raft_uv delete the log
+	 * behind it: refusing it could keep a master low for good. */
+	if (trailing > 0 && space_check(w) && !space_fits(w, size)) {
 		w->space.n_refused_snapshots++;
 		space_refuse(w, "snapshot");
 		return RAFT_BUSY;
@@ -504,7 +512,11 @@ static void flush_deferred(struct raft__io *w)
 static void recv_wrapped(struct raft_io *io, struct raft_message *m)
 {
 	struct raft__io *w = wrapper_of(io);
-	if (space_needs_disk(w->raft, m) && space_check(w)) {
+	/* A snapshot that fits is installed even while space is low: it
+	 * replaces the whole log, which is how a master that fell behind on a
+	 * small disk gets its space back. */
+	if (space_needs_disk(w->raft, m) && space_check(w) &&
+	    !(m->type == RAFT_IO_INSTALL_SNAPSHOT && space_fits(w, m->install_snapshot.data.len))) {
 		w->space.n_dropped++;
 		message_drop(m);
 		return;
