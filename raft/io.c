@@ -337,6 +337,17 @@ static bool space_needs_disk(const struct raft *r, const struct raft_message *m)
 	return message_term(m) > r->current_term;
 }
 
+/* What handling @m may write beyond raft_uv's metadata; entries count as
+ * too much, they wait until the reserve is there. */
+static uint64_t message_bytes(const struct raft_message *m)
+{
+	if (m->type == RAFT_IO_INSTALL_SNAPSHOT)
+		return m->install_snapshot.data.len;
+	if (m->type == RAFT_IO_APPEND_ENTRIES && m->append_entries.n_entries > 0)
+		return UINT64_MAX / 2;
+	return 0;
+}
+
 /* Free what a received message owns when it is dropped instead of being
  * handed to libraft (which would free the same). */
 static void message_drop(struct raft_message *m)
@@ -512,11 +523,13 @@ static void flush_deferred(struct raft__io *w)
 static void recv_wrapped(struct raft_io *io, struct raft_message *m)
 {
 	struct raft__io *w = wrapper_of(io);
-	/* A snapshot that fits is installed even while space is low: it
-	 * replaces the whole log, which is how a master that fell behind on a
-	 * small disk gets its space back. */
-	if (space_needs_disk(w->raft, m) && space_check(w) &&
-	    !(m->type == RAFT_IO_INSTALL_SNAPSHOT && space_fits(w, m->install_snapshot.data.len))) {
+	/* While space is low, what fits still passes: a snapshot replaces the
+	 * whole log (how a master that fell behind on a small disk gets its
+	 * space back), and a higher term, a vote or a heartbeat write only
+	 * raft_uv's small metadata file; without those the master would never
+	 * learn the leader's term, answer it, or be sent that snapshot.
+	 * Entries wait for the reserve (a new segment is where ENOSPC hurts). */
+	if (space_needs_disk(w->raft, m) && space_check(w) && !space_fits(w, message_bytes(m))) {
 		w->space.n_dropped++;
 		message_drop(m);
 		return;
