@@ -88,18 +88,15 @@ void aep_master_use_hugepages(char **argv)
 		unsetenv("GLIBC_TUNABLES");
 }
 
-/* A whole decimal number; 0 keeps the default (NULL: leave *@out as is). */
+/* A count flag through lib's aep_parse_uint; 0 keeps the default (NULL:
+ * leave *@out as is). */
 static int parse_count(const char *s, const char *flag, unsigned *out, struct aep_error *e)
 {
-	char *end;
+	unsigned long long v;
 	if (s == NULL)
 		return 0;
-	errno = 0;
-	unsigned long v = strtoul(s, &end, 10);
-	if (*s < '0' || *s > '9' || *end != '\0' || errno != 0 || v > 1000000000)
-		return aep_errorf(e, AEP_EINVALID,
-				  "%s %s: want a whole number from 0 (the default) to 1000000000",
-				  flag, s);
+	if (aep_parse_uint(s, flag, 0, 1000000000, &v, e) != 0)
+		return e->code;
 	*out = (unsigned)v;
 	return 0;
 }
